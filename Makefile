@@ -1,0 +1,85 @@
+# STOQ: the one build entry. `make test` and `make serve` work on a fresh Debian machine:
+# they install what is missing (Debian packages, Deno from npm, libmsquic) and build the shim.
+# Everything built lands in build/ (ignored); a second run reuses it.
+
+SHELL := /bin/bash
+DENO_VERSION := $(shell sed -n 's/.*"deno": "\(.*\)".*/\1/p' .tools/package.json)
+DENO := .tools/node_modules/.bin/deno
+BUILD := build
+LIBDIR := $(BUILD)/lib
+CARGO_TARGET := $(BUILD)/cargo
+MSQUIC_CRATE := native/msquic/Cargo.toml
+SYSTEM_MSQUIC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libmsquic.so.2 /usr/lib/libmsquic.so.2 /usr/local/lib/libmsquic.so.2))
+APT_PACKAGES := liburing-dev libnuma-dev cmake gcc make pkg-config openssl
+CFLAGS := -O2 -g -fPIC -std=c11 -Wall -Wextra -Werror -fvisibility=default
+DENO_RUN := $(DENO) run -A --unstable-net
+TEST_FLAGS ?=
+
+.PHONY: all deps native test serve bench bench-compare bench-provision check clean
+
+all: native
+
+# ---- dependencies -------------------------------------------------------------------------
+$(BUILD)/.apt:
+	@mkdir -p $(BUILD)
+	@if ! [ -f /usr/include/liburing.h ] || ! dpkg -s libnuma-dev >/dev/null 2>&1 || ! command -v cmake >/dev/null; then \
+	  echo "installing Debian packages: $(APT_PACKAGES)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	fi
+	@touch $@
+
+$(DENO): .tools/package.json
+	cd .tools && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+deps: $(BUILD)/.apt $(DENO)
+
+# ---- msquic: the system library when present, else built from the official crate --------
+$(LIBDIR)/libmsquic.so.2: $(BUILD)/.apt $(MSQUIC_CRATE)
+	@mkdir -p $(LIBDIR)
+	@if [ -n "$(SYSTEM_MSQUIC)" ]; then \
+	  echo "using system $(SYSTEM_MSQUIC)"; ln -sf $(SYSTEM_MSQUIC) $@; \
+	else \
+	  echo "building libmsquic from the msquic crate (first run only, a few minutes)"; \
+	  CARGO_TARGET_DIR=$(abspath $(CARGO_TARGET)) cargo build --release --quiet --manifest-path $(MSQUIC_CRATE) && \
+	  cp -L $$(ls -t $(CARGO_TARGET)/release/build/msquic-*/out/lib/libmsquic.so.2 | head -1) $@; \
+	fi
+
+# msquic.h comes from the crate's sources (cargo fetch puts them in the cargo registry).
+$(BUILD)/msquic-include: $(MSQUIC_CRATE)
+	@mkdir -p $(BUILD)
+	@cargo fetch --quiet --manifest-path $(MSQUIC_CRATE)
+	@dir=$$(cargo metadata --format-version 1 --manifest-path $(MSQUIC_CRATE) 2>/dev/null | \
+	  python3 -c 'import json,sys; m=json.load(sys.stdin); print([p["manifest_path"] for p in m["packages"] if p["name"]=="msquic"][0])' | xargs dirname); \
+	  ln -sfn $$dir/src/inc $@
+
+$(LIBDIR)/libstoq.so: native/stoq.c native/stoq.h $(LIBDIR)/libmsquic.so.2 $(BUILD)/msquic-include
+	$(CC) $(CFLAGS) -I$(BUILD)/msquic-include -shared -o $@ native/stoq.c \
+	  -L$(LIBDIR) -l:libmsquic.so.2 -luring -lpthread -Wl,-rpath,'$$ORIGIN'
+
+native: deps $(LIBDIR)/libstoq.so
+
+# ---- jobs -----------------------------------------------------------------------------------
+test: native
+	$(DENO) test -A --unstable-net $(TEST_FLAGS)
+
+serve: native
+	$(DENO_RUN) src/node/serve.ts $(ARGS)
+
+bench: native
+	$(DENO) bench -A --unstable-net
+
+bench-compare: native
+	$(DENO_RUN) bench/compare.ts
+
+bench-provision: deps
+	$(DENO_RUN) bench/provision.ts
+
+check: deps
+	$(DENO) fmt --check
+	$(DENO) lint
+	$(DENO) doc --lint mod.ts
+
+clean:
+	rm -rf $(BUILD)

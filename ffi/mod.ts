@@ -1,0 +1,21 @@
+/**
+ * The FFI layer: symbol table, record layouts, library loading.
+ *
+ * @module
+ */
+export { symbols, type StoqSymbols } from "./symbols.ts";
+export {
+  ABI_VERSION,
+  Count,
+  Cred,
+  Ev,
+  Op,
+  RECORD_SIZE,
+  Records,
+  SETTINGS_FIELDS,
+  Stat,
+  Status,
+  StreamShutdown,
+  UNSET,
+} from "./abi.ts";
+export { BUILD_COMMAND, openLibrary } from "./library.ts";

@@ -1,0 +1,156 @@
+/*
+ * STOQ shim: a small, policy-free C layer between Deno FFI and msquic.
+ *
+ * Threading contract: msquic calls our callbacks on its own worker threads. Those callbacks
+ * never call into JS and never wait for JS; they append fixed-size records to a completion
+ * queue and return. JS drains the queue in batches with stoq_rt_poll (sync FFI) and sleeps in
+ * stoq_rt_wait (one nonblocking FFI call, parked in io_uring on an eventfd) only when the queue
+ * is empty. Producers write the eventfd only when JS is asleep, so a burst costs one wakeup.
+ *
+ * Ownership: every context struct (runtime, config, listener, connection, stream) is created
+ * here and freed exactly once by its stoq_*_close function, which JS calls only after it has
+ * processed the handle's SHUTDOWN_COMPLETE event. Send buffers are owned by the shim from the
+ * stoq_submit call that copies them until msquic's SEND_COMPLETE, where they are freed.
+ *
+ * Layouts below are shared with ffi/abi.ts; bump STOQ_ABI_VERSION when one changes.
+ */
+#ifndef STOQ_H
+#define STOQ_H
+
+#include <stdint.h>
+
+#define STOQ_ABI_VERSION 1u
+
+/* One completion record: 64 bytes. `id` names the object the event is about. */
+typedef struct stoq_event {
+  uint32_t type;
+  int32_t status;
+  uint64_t id;
+  uint64_t a, b, c, d, e, f;
+} stoq_event;
+
+/* One submitted operation: 64 bytes. `status` is written back by stoq_submit. */
+typedef struct stoq_op {
+  uint32_t op;
+  int32_t status;
+  uint64_t handle;
+  uint64_t a, b, c, d, e, f;
+} stoq_op;
+
+enum stoq_event_type {
+  STOQ_EV_CONN_CONNECTED = 1,          /* a=session resumed */
+  STOQ_EV_CONN_SHUTDOWN_TRANSPORT = 2, /* status, a=wire error code */
+  STOQ_EV_CONN_SHUTDOWN_PEER = 3,      /* a=application error code */
+  STOQ_EV_CONN_SHUTDOWN_COMPLETE = 4,  /* a=handshake completed, b=peer acked */
+  STOQ_EV_CONN_PEER_STREAM = 5,        /* a=stream object id, b=unidirectional, c=stream handle */
+  STOQ_EV_CONN_DGRAM_STATE = 6,        /* a=send enabled, b=max send length */
+  STOQ_EV_CONN_DGRAM_RECV = 7,         /* a=buffer (free with stoq_buf_free), b=length */
+  STOQ_EV_CONN_PEER_CERT = 8,          /* a=leaf DER, b=len, c=chain PKCS#7 DER, d=len, status=TLS verdict */
+  STOQ_EV_CONN_STREAMS_AVAILABLE = 9,  /* a=bidi, b=unidi */
+  STOQ_EV_LISTENER_NEW_CONN = 10,      /* a=connection object id, b=connection handle */
+  STOQ_EV_LISTENER_STOPPED = 11,
+  STOQ_EV_STREAM_START_COMPLETE = 20,  /* status, a=QUIC stream id, b=peer accepted */
+  STOQ_EV_STREAM_RECV = 21,            /* a=ptr, b=len, c=fin, d=last record of this indication, e=total */
+  STOQ_EV_STREAM_SEND_COMPLETE = 22,   /* a=bytes, b=canceled */
+  STOQ_EV_STREAM_PEER_SEND_SHUTDOWN = 23,
+  STOQ_EV_STREAM_PEER_SEND_ABORTED = 24,  /* a=code */
+  STOQ_EV_STREAM_PEER_RECV_ABORTED = 25,  /* a=code */
+  STOQ_EV_STREAM_SEND_SHUTDOWN_COMPLETE = 26, /* a=graceful */
+  STOQ_EV_STREAM_SHUTDOWN_COMPLETE = 27,  /* a=connection shutdown, b=conn error code, status=conn close status */
+  STOQ_EV_STREAM_IDEAL_SEND_BUFFER = 28,  /* a=bytes */
+};
+
+enum stoq_op_type {
+  STOQ_OP_STREAM_SEND = 1,          /* a=data ptr, b=len, c=1 for FIN; the bytes are copied */
+  STOQ_OP_STREAM_RECV_COMPLETE = 2, /* a=bytes consumed */
+  STOQ_OP_STREAM_SHUTDOWN = 3,      /* a=QUIC_STREAM_SHUTDOWN_FLAGS, b=code */
+  STOQ_OP_CONN_SHUTDOWN = 4,        /* a=QUIC_CONNECTION_SHUTDOWN_FLAGS, b=code */
+  STOQ_OP_DGRAM_SEND = 5,           /* a=data ptr, b=len; the bytes are copied */
+};
+
+/* Settings handed to stoq_config_open. Any field left at STOQ_UNSET keeps msquic's default. */
+#define STOQ_UNSET UINT64_MAX
+typedef struct stoq_settings {
+  uint64_t idle_timeout_ms;
+  uint64_t handshake_idle_timeout_ms;
+  uint64_t keep_alive_ms;
+  uint64_t peer_bidi_streams;
+  uint64_t peer_unidi_streams;
+  uint64_t stream_recv_window;
+  uint64_t conn_flow_window;
+  uint64_t congestion_control; /* 0 = Cubic, 1 = BBR */
+  uint64_t datagrams;          /* 0/1: receive enabled */
+  uint64_t send_buffering;     /* 0/1 */
+  uint64_t pacing;             /* 0/1 */
+  uint64_t disconnect_timeout_ms;
+} stoq_settings;
+
+/* Credential flags for stoq_config_load (a subset, mapped onto msquic's). */
+enum stoq_cred_flags {
+  STOQ_CRED_CLIENT = 1,
+  STOQ_CRED_NO_VALIDATION = 2,
+  STOQ_CRED_DEFER_VALIDATION = 4,     /* hand the peer chain to JS, which completes validation */
+  STOQ_CRED_REQUIRE_CLIENT_AUTH = 8,
+};
+
+/* Indices into the array filled by stoq_rt_counts. */
+enum stoq_count {
+  STOQ_COUNT_CONFIGS, STOQ_COUNT_LISTENERS, STOQ_COUNT_CONNECTIONS, STOQ_COUNT_STREAMS,
+  STOQ_COUNT_SEND_BUFFERS, STOQ_COUNT_DGRAM_BUFFERS, STOQ_COUNT_RECV_BUFFERS,
+  STOQ_COUNT_SENDS_ALLOCATED, STOQ_COUNT_SENDS_FREED, STOQ_COUNT_WAKEUPS, STOQ_COUNT_EVENTS,
+  STOQ_COUNT_MAX
+};
+
+/* Indices into the array filled by stoq_conn_stats. */
+enum stoq_stat {
+  STOQ_STAT_RTT_US, STOQ_STAT_MIN_RTT_US, STOQ_STAT_CWND, STOQ_STAT_SEND_BYTES,
+  STOQ_STAT_RECV_BYTES, STOQ_STAT_SEND_STREAM_BYTES, STOQ_STAT_RECV_STREAM_BYTES,
+  STOQ_STAT_SEND_PACKETS, STOQ_STAT_RECV_PACKETS, STOQ_STAT_LOST_PACKETS,
+  STOQ_STAT_HANDSHAKE_US, STOQ_STAT_PATH_MTU, STOQ_STAT_MAX
+};
+
+typedef struct stoq_rt stoq_rt;
+typedef struct stoq_config stoq_config;
+typedef struct stoq_listener stoq_listener;
+typedef struct stoq_conn stoq_conn;
+typedef struct stoq_stream stoq_stream;
+
+uint32_t stoq_abi_version(void);
+
+stoq_rt* stoq_rt_open(uint32_t profile, int32_t* status);
+void stoq_rt_close(stoq_rt* rt);
+uint32_t stoq_rt_poll(stoq_rt* rt, stoq_event* out, uint32_t max);
+int32_t stoq_rt_wait(stoq_rt* rt, int32_t timeout_ms);
+void stoq_rt_wake(stoq_rt* rt);
+void stoq_rt_counts(stoq_rt* rt, uint64_t* out, uint32_t n);
+uint32_t stoq_submit(stoq_rt* rt, stoq_op* ops, uint32_t n);
+void stoq_buf_free(stoq_rt* rt, void* buf);
+
+stoq_config* stoq_config_open(stoq_rt* rt, const stoq_settings* s, const uint8_t* alpn,
+                              uint32_t alpn_len, int32_t* status);
+int32_t stoq_config_load(stoq_config* c, uint32_t flags, const char* cert_file,
+                         const char* key_file, const char* ca_file);
+void stoq_config_close(stoq_config* c);
+
+stoq_listener* stoq_listener_open(stoq_rt* rt, stoq_config* c, const char* addr, uint16_t port,
+                                  uint32_t ipv6_only, int32_t* status);
+void stoq_listener_set_config(stoq_listener* l, stoq_config* c);
+uint32_t stoq_listener_port(stoq_listener* l);
+uint64_t stoq_listener_id(stoq_listener* l);
+void stoq_listener_close(stoq_listener* l);
+
+stoq_conn* stoq_conn_connect(stoq_rt* rt, stoq_config* c, const char* server_name,
+                             const char* addr, uint16_t port, int32_t* status);
+uint64_t stoq_conn_id(stoq_conn* c);
+int32_t stoq_conn_stats(stoq_conn* c, uint64_t* out, uint32_t n);
+int32_t stoq_conn_address(stoq_conn* c, uint32_t remote, uint8_t* out16, uint32_t* port);
+uint32_t stoq_conn_alpn(stoq_conn* c, uint8_t* out, uint32_t cap);
+int32_t stoq_conn_cert_complete(stoq_conn* c, uint32_t accept, uint32_t tls_alert);
+void stoq_conn_close(stoq_conn* c);
+
+stoq_stream* stoq_stream_open(stoq_conn* c, uint32_t unidirectional, int32_t* status);
+uint64_t stoq_stream_id(stoq_stream* s);
+uint64_t stoq_stream_quic_id(stoq_stream* s); /* UINT64_MAX until the stream has started */
+void stoq_stream_close(stoq_stream* s);
+
+#endif

@@ -1,0 +1,466 @@
+/**
+ * A QUIC connection: streams, datagrams, stats and lifecycle promises.
+ *
+ * @module
+ */
+
+import { Ev, Op, type Records, Stat } from "../../ffi/mod.ts";
+import { StoqError } from "../errors.ts";
+import { formatIPv6 } from "./address.ts";
+import type { EventSink, Runtime } from "./runtime.ts";
+import { connectionError, statusError } from "./status.ts";
+import {
+  type StoqBidirectionalStream,
+  type StoqReceiveStream,
+  type StoqSendStream,
+  StreamCore,
+  type StreamOwner,
+} from "./stream.ts";
+
+/** How a connection ended, shaped like `Deno.QuicCloseInfo`. */
+export interface StoqCloseInfo {
+  /** The application close code (0 when closed without one). */
+  closeCode: number;
+  /** The reason given locally (QUIC does not deliver the peer's reason through msquic). */
+  reason: string;
+}
+
+/** A snapshot of connection statistics from msquic. */
+export interface StoqConnectionStats {
+  /** Smoothed round-trip time in milliseconds. */
+  rttMs: number;
+  /** Minimum round-trip time seen, in milliseconds. */
+  minRttMs: number;
+  /** Congestion window in bytes. */
+  congestionWindow: number;
+  /** UDP payload bytes sent. */
+  bytesSent: number;
+  /** UDP payload bytes received. */
+  bytesReceived: number;
+  /** Stream payload bytes sent. */
+  streamBytesSent: number;
+  /** Stream payload bytes received. */
+  streamBytesReceived: number;
+  /** QUIC packets sent. */
+  packetsSent: number;
+  /** QUIC packets received. */
+  packetsReceived: number;
+  /** Packets declared lost (suspected minus spurious). */
+  packetsLost: number;
+  /** Handshake duration in milliseconds. */
+  handshakeMs: number;
+  /** Current path MTU in bytes. */
+  pathMtu: number;
+}
+
+/** A peer's address. */
+export interface StoqAddr {
+  /** IPv6 literal. */
+  hostname: string;
+  /** UDP port. */
+  port: number;
+  /** Always "quic". */
+  transport: "quic";
+}
+
+/** The peer's certificate, handed over when validation is deferred to JS. */
+export interface PeerCertificate {
+  /** The leaf certificate, DER. */
+  leaf: Uint8Array;
+  /** The chain the peer sent, as a PKCS#7 (DER) bundle. */
+  chain: Uint8Array;
+}
+
+/** Decides whether to accept a peer certificate. */
+export type PeerVerifier = (peer: PeerCertificate) => boolean | Promise<boolean>;
+
+/** Hooks from the endpoint that owns a connection. */
+export interface ConnectionHooks {
+  /** Called when the connection completes its handshake. */
+  onConnected?(conn: StoqConnection): void;
+  /** Called once the native connection is closed and freed. */
+  onClosed(conn: StoqConnection): void;
+  /** Deferred validation of the peer certificate. */
+  verifyPeer?: PeerVerifier;
+  /** A native configuration to close together with this connection. */
+  ownedConfig?: Deno.PointerObject;
+}
+
+const TLS_ALERT_BAD_CERTIFICATE = 42;
+const internal = Symbol("stoq.internal");
+
+/**
+ * A QUIC connection, shaped like `Deno.QuicConn`.
+ *
+ * @example Echo one stream
+ * ```ts ignore
+ * import { StoqEndpoint } from "./mod.ts";
+ * await using endpoint = new StoqEndpoint();
+ * const conn = await endpoint.connect({ hostname: "::1", port: 8443, alpnProtocols: ["stoq-echo"], caCerts: [ca] });
+ * const { readable, writable } = await conn.createBidirectionalStream();
+ * ```
+ */
+export class StoqConnection implements StreamOwner, EventSink, AsyncDisposable {
+  /** @internal */
+  readonly runtime: Runtime;
+  readonly #ptr: Deno.PointerObject;
+  readonly #id: number;
+  readonly #hooks: ConnectionHooks;
+  readonly #streams = new Set<StreamCore>();
+  readonly #handshake = Promise.withResolvers<void>();
+  readonly #closed = Promise.withResolvers<StoqCloseInfo>();
+  readonly #finished = Promise.withResolvers<void>();
+  #bidi!: ReadableStreamDefaultController<StoqBidirectionalStream>;
+  #uni!: ReadableStreamDefaultController<StoqReceiveStream>;
+  #datagrams: Uint8Array<ArrayBuffer>[] = [];
+  #datagramWaiters: PromiseWithResolvers<Uint8Array<ArrayBuffer>>[] = [];
+  #datagramSendEnabled = false;
+  #maxDatagramSize = 0;
+  #connected = false;
+  #native = true;
+  #error: StoqError | undefined;
+  #closeInfo: StoqCloseInfo | undefined;
+  #protocol: string | undefined;
+  #remote: StoqAddr | undefined;
+
+  /** Streams the peer opened. */
+  readonly incomingBidirectionalStreams: ReadableStream<StoqBidirectionalStream>;
+  /** Unidirectional streams the peer opened. */
+  readonly incomingUnidirectionalStreams: ReadableStream<StoqReceiveStream>;
+
+  /** @internal Made by {@linkcode StoqEndpoint}; not for users. */
+  constructor(
+    token: typeof internal,
+    runtime: Runtime,
+    ptr: Deno.PointerObject,
+    id: number,
+    hooks: ConnectionHooks,
+  ) {
+    if (token !== internal) {
+      throw new TypeError("Cannot construct a StoqConnection: use StoqEndpoint.connect()");
+    }
+    this.runtime = runtime;
+    this.#ptr = ptr;
+    this.#id = id;
+    this.#hooks = hooks;
+    this.incomingBidirectionalStreams = new ReadableStream({
+      start: (c) => {
+        this.#bidi = c;
+      },
+    });
+    this.incomingUnidirectionalStreams = new ReadableStream({
+      start: (c) => {
+        this.#uni = c;
+      },
+    });
+    // Both are observed by the endpoint; a user who never awaits them must not crash the process.
+    this.#handshake.promise.catch(() => {});
+    this.#closed.promise.catch(() => {});
+    runtime.register(id, this);
+  }
+
+  /** @internal */
+  static create(
+    runtime: Runtime,
+    ptr: Deno.PointerObject,
+    id: number,
+    hooks: ConnectionHooks,
+  ): StoqConnection {
+    return new StoqConnection(internal, runtime, ptr, id, hooks);
+  }
+
+  /** Resolves when the TLS handshake completes; rejects with the reason it failed. */
+  get handshake(): Promise<void> {
+    return this.#handshake.promise;
+  }
+
+  /** Resolves with the close info when the connection ends by an application close; rejects
+   * with a {@linkcode StoqError} when the transport ended it (idle timeout, peer vanished…). */
+  get closed(): Promise<StoqCloseInfo> {
+    return this.#closed.promise;
+  }
+
+  /** Resolves once the native connection and all its streams are freed. */
+  get finished(): Promise<void> {
+    return this.#finished.promise;
+  }
+
+  /** The negotiated ALPN protocol, after the handshake. */
+  get protocol(): string | undefined {
+    return this.#protocol;
+  }
+
+  /** The peer's address. */
+  get remoteAddr(): StoqAddr {
+    if (!this.#remote && this.#native) {
+      const addr = new Uint8Array(16);
+      const port = new Uint32Array(1);
+      const st = this.runtime.lib.stoq_conn_address(this.#ptr, 1, addr, new Uint8Array(port.buffer));
+      if (st === 0) this.#remote = { hostname: formatIPv6(addr), port: port[0], transport: "quic" };
+    }
+    return this.#remote ?? { hostname: "::", port: 0, transport: "quic" };
+  }
+
+  /** The largest datagram the peer accepts now (0 when datagrams are off). */
+  get maxDatagramSize(): number {
+    return this.#datagramSendEnabled ? this.#maxDatagramSize : 0;
+  }
+
+  /** @internal The error that ended the connection. */
+  failure(): StoqError {
+    if (this.#error) return this.#error;
+    if (this.#closeInfo) {
+      return new StoqError(
+        "CONNECTION_CLOSED",
+        `The connection was closed with code ${this.#closeInfo.closeCode}`,
+        { appCode: BigInt(this.#closeInfo.closeCode) },
+      );
+    }
+    return new StoqError("CLOSED", "The connection is closed");
+  }
+
+  #checkOpen(what: string): void {
+    if (!this.#native || this.#error || this.#closeInfo) {
+      const err = this.failure();
+      throw new StoqError(err.code, `Cannot ${what}: ${err.message}`, { cause: err });
+    }
+  }
+
+  async #openStream(unidirectional: boolean): Promise<StreamCore> {
+    this.#checkOpen("open a stream");
+    const status = new Int32Array(1);
+    const lib = this.runtime.lib;
+    const ptr = lib.stoq_stream_open(this.#ptr, unidirectional ? 1 : 0, status);
+    if (ptr === null) throw statusError(status[0], "open a stream");
+    const core = new StreamCore(this, ptr, Number(lib.stoq_stream_id(ptr)), {
+      send: true,
+      receive: !unidirectional,
+      local: true,
+    });
+    this.#streams.add(core);
+    await core.started();
+    return core;
+  }
+
+  /** Opens a bidirectional stream (waits for stream credit from the peer if needed). */
+  async createBidirectionalStream(): Promise<StoqBidirectionalStream> {
+    const core = await this.#openStream(false);
+    return { readable: core.readable!, writable: core.writable! };
+  }
+
+  /** Opens a unidirectional stream. */
+  async createUnidirectionalStream(): Promise<StoqSendStream> {
+    const core = await this.#openStream(true);
+    return core.writable!;
+  }
+
+  /**
+   * Sends one unreliable datagram.
+   *
+   * @throws {StoqError} `DATAGRAM_TOO_LARGE` above {@linkcode maxDatagramSize},
+   *   `DATAGRAM_DISABLED` when the peer does not accept datagrams.
+   */
+  sendDatagram(data: Uint8Array): Promise<void> {
+    if (!(data instanceof Uint8Array)) {
+      return Promise.reject(
+        new TypeError(
+          `Cannot send the datagram as 'data' must be a Uint8Array: current value is ${typeof data}`,
+        ),
+      );
+    }
+    try {
+      this.#checkOpen("send a datagram");
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (!this.#datagramSendEnabled) {
+      return Promise.reject(
+        new StoqError(
+          "DATAGRAM_DISABLED",
+          "Cannot send a datagram: the peer did not enable datagrams (set datagrams: true on both sides)",
+        ),
+      );
+    }
+    if (data.byteLength > this.#maxDatagramSize) {
+      return Promise.reject(
+        new StoqError(
+          "DATAGRAM_TOO_LARGE",
+          `Cannot send a datagram of ${data.byteLength} bytes: the limit on this path is ${this.#maxDatagramSize}; use a stream for larger payloads`,
+        ),
+      );
+    }
+    const done = Promise.withResolvers<void>();
+    this.runtime.submitBytes(Op.DGRAM_SEND, this.#ptr, data, false, (status) => {
+      if (status === 0) done.resolve();
+      else done.reject(statusError(status, "send the datagram"));
+    });
+    return done.promise;
+  }
+
+  /** Receives the next datagram. Rejects when the connection ends. */
+  readDatagram(): Promise<Uint8Array<ArrayBuffer>> {
+    const next = this.#datagrams.shift();
+    if (next) return Promise.resolve(next);
+    if (!this.#native || this.#error || this.#closeInfo) return Promise.reject(this.failure());
+    const waiter = Promise.withResolvers<Uint8Array<ArrayBuffer>>();
+    this.#datagramWaiters.push(waiter);
+    return waiter.promise;
+  }
+
+  /** Connection statistics from msquic. */
+  stats(): StoqConnectionStats {
+    this.#checkOpen("read stats");
+    const out = new BigUint64Array(Stat.MAX);
+    const st = this.runtime.lib.stoq_conn_stats(this.#ptr, new Uint8Array(out.buffer), Stat.MAX);
+    if (st !== 0) throw statusError(st, "read connection stats");
+    const v = (k: number) => Number(out[k]);
+    return {
+      rttMs: v(Stat.RTT_US) / 1000,
+      minRttMs: v(Stat.MIN_RTT_US) / 1000,
+      congestionWindow: v(Stat.CWND),
+      bytesSent: v(Stat.SEND_BYTES),
+      bytesReceived: v(Stat.RECV_BYTES),
+      streamBytesSent: v(Stat.SEND_STREAM_BYTES),
+      streamBytesReceived: v(Stat.RECV_STREAM_BYTES),
+      packetsSent: v(Stat.SEND_PACKETS),
+      packetsReceived: v(Stat.RECV_PACKETS),
+      packetsLost: v(Stat.LOST_PACKETS),
+      handshakeMs: v(Stat.HANDSHAKE_US) / 1000,
+      pathMtu: v(Stat.PATH_MTU),
+    };
+  }
+
+  /**
+   * Closes the connection with an application code. Data in flight on open streams is
+   * abandoned; streams' pending reads and writes reject. Idempotent.
+   */
+  close(info: Partial<StoqCloseInfo> = {}): void {
+    const closeCode = info.closeCode ?? 0;
+    if (!Number.isSafeInteger(closeCode) || closeCode < 0) {
+      throw new RangeError(
+        `Cannot close the connection as 'closeCode' must be a non-negative integer: current value is ${closeCode}`,
+      );
+    }
+    if (!this.#native || this.#closeInfo || this.#error) return;
+    this.#closeInfo = { closeCode, reason: info.reason ?? "" };
+    this.runtime.submit(Op.CONN_SHUTDOWN, this.#ptr, 0n, BigInt(closeCode));
+  }
+
+  /** Closes and waits until everything is freed. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+    await this.finished;
+  }
+
+  /** @internal */
+  streamClosed(stream: StreamCore): void {
+    this.#streams.delete(stream);
+  }
+
+  /** @internal */
+  onEvent(ev: Records, i: number): void {
+    switch (ev.type(i)) {
+      case Ev.CONN_CONNECTED: {
+        this.#connected = true;
+        const buf = new Uint8Array(256);
+        const n = this.runtime.lib.stoq_conn_alpn(this.#ptr, buf, buf.length);
+        this.#protocol = n > 0 ? new TextDecoder().decode(buf.subarray(0, n)) : undefined;
+        this.#handshake.resolve();
+        this.#hooks.onConnected?.(this);
+        break;
+      }
+      case Ev.CONN_SHUTDOWN_TRANSPORT:
+        this.#error ??= connectionError(ev.status(i), this.#connected);
+        break;
+      case Ev.CONN_SHUTDOWN_PEER: {
+        const code = ev.big(i, 1);
+        this.#closeInfo ??= { closeCode: Number(code), reason: "" };
+        this.#error ??= new StoqError(
+          "CONNECTION_CLOSED",
+          `The peer closed the connection with code ${code}`,
+          { appCode: code },
+        );
+        break;
+      }
+      case Ev.CONN_PEER_STREAM: {
+        const id = ev.field(i, 1);
+        const unidirectional = ev.field(i, 2) === 1;
+        const ptr = Deno.UnsafePointer.create(BigInt(ev.field(i, 3)))!;
+        const core = new StreamCore(this, ptr, id, {
+          send: !unidirectional,
+          receive: true,
+          local: false,
+        });
+        this.#streams.add(core);
+        if (unidirectional) this.#uni.enqueue(core.readable!);
+        else this.#bidi.enqueue({ readable: core.readable!, writable: core.writable! });
+        break;
+      }
+      case Ev.CONN_DGRAM_STATE:
+        this.#datagramSendEnabled = ev.field(i, 1) === 1;
+        this.#maxDatagramSize = ev.field(i, 2);
+        break;
+      case Ev.CONN_DGRAM_RECV: {
+        const ptr = Deno.UnsafePointer.create(BigInt(ev.field(i, 1)));
+        const data = new Uint8Array(ev.field(i, 2));
+        if (ptr) Deno.UnsafePointerView.copyInto(ptr, data);
+        this.runtime.lib.stoq_buf_free(this.runtime.rt, ptr);
+        const waiter = this.#datagramWaiters.shift();
+        if (waiter) waiter.resolve(data);
+        else this.#datagrams.push(data);
+        break;
+      }
+      case Ev.CONN_PEER_CERT:
+        this.#verifyPeer(ev, i);
+        break;
+      case Ev.CONN_SHUTDOWN_COMPLETE:
+        this.#finish();
+        break;
+    }
+  }
+
+  #verifyPeer(ev: Records, i: number): void {
+    const copy = (k: number) => {
+      const len = ev.field(i, k + 1);
+      const out = new Uint8Array(len);
+      const ptr = Deno.UnsafePointer.create(BigInt(ev.field(i, k)));
+      if (ptr && len > 0) Deno.UnsafePointerView.copyInto(ptr, out);
+      return out;
+    };
+    const peer = { leaf: copy(1), chain: copy(3) };
+    const verify = this.#hooks.verifyPeer;
+    Promise.resolve()
+      .then(() => (verify ? verify(peer) : false))
+      .catch(() => false)
+      .then((ok) => {
+        if (!this.#native) return;
+        this.runtime.lib.stoq_conn_cert_complete(this.#ptr, ok ? 1 : 0, TLS_ALERT_BAD_CERTIFICATE);
+      });
+  }
+
+  #finish(): void {
+    if (!this.#native) return;
+    const err = this.failure();
+    // msquic completes every stream before its connection; anything left is freed here.
+    for (const s of [...this.#streams]) s.finish(true);
+    for (const w of this.#datagramWaiters) w.reject(err);
+    this.#datagramWaiters = [];
+    const closeStream = (c: ReadableStreamDefaultController<unknown>) => {
+      try {
+        if (this.#error && this.#error.code !== "CONNECTION_CLOSED") c.error(err);
+        else c.close();
+      } catch { /* already closed by a cancel */ }
+    };
+    closeStream(this.#bidi);
+    closeStream(this.#uni);
+    this.#native = false;
+    this.runtime.unregister(this.#id);
+    this.runtime.lib.stoq_conn_close(this.#ptr);
+    if (this.#hooks.ownedConfig) this.runtime.lib.stoq_config_close(this.#hooks.ownedConfig);
+    if (!this.#connected) this.#handshake.reject(this.#error ?? err);
+    if (this.#error && this.#error.code !== "CONNECTION_CLOSED") this.#closed.reject(this.#error);
+    else this.#closed.resolve(this.#closeInfo ?? { closeCode: 0, reason: "" });
+    this.#hooks.onClosed(this);
+    this.#finished.resolve();
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * Option interfaces for endpoints, listeners and connections, and their encoding for the shim.
+ *
+ * @module
+ */
+
+import { SETTINGS_FIELDS, UNSET } from "../../ffi/mod.ts";
+import { StoqError } from "../errors.ts";
+
+/** Congestion controllers msquic offers. */
+export type CongestionControl = "cubic" | "bbr";
+
+/** Transport settings shared by clients and servers. */
+export interface StoqTransportOptions {
+  /**
+   * Milliseconds of silence after which the connection is closed with `IDLE_TIMEOUT`.
+   * @default {30000}
+   */
+  maxIdleTimeout?: number;
+  /**
+   * Milliseconds the handshake may take before failing with `HANDSHAKE_FAILED`.
+   * @default {10000}
+   */
+  handshakeTimeout?: number;
+  /**
+   * Milliseconds between keep-alive packets; 0 turns keep-alive off.
+   * @default {0}
+   */
+  keepAliveInterval?: number;
+  /**
+   * Bidirectional streams the peer may have open at once.
+   * @default {100}
+   */
+  maxConcurrentBidirectionalStreams?: number;
+  /**
+   * Unidirectional streams the peer may have open at once.
+   * @default {100}
+   */
+  maxConcurrentUnidirectionalStreams?: number;
+  /**
+   * Congestion control algorithm.
+   * @default {"cubic"}
+   */
+  congestionControl?: CongestionControl;
+  /**
+   * Whether datagrams may be received (and so are offered to the peer).
+   * @default {true}
+   */
+  datagrams?: boolean;
+  /**
+   * Initial per-stream receive window in bytes (msquic grows it as the reader keeps up).
+   * @default {msquic's default}
+   */
+  streamReceiveWindow?: number;
+  /**
+   * Connection-wide receive window in bytes.
+   * @default {16777216}
+   */
+  connectionReceiveWindow?: number;
+  /**
+   * Let msquic copy send data into its own buffers. Off by default: STOQ's buffers are held
+   * until acknowledged instead, which saves a copy.
+   * @default {false}
+   */
+  sendBuffering?: boolean;
+}
+
+function checkInt(
+  options: Record<string, unknown>,
+  key: string,
+  min: number,
+  max: number,
+): bigint {
+  const value = options[key];
+  if (value === undefined) return UNSET;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(
+      `Cannot configure the transport as '${key}' must be an integer from ${min} to ${max}: current value is ${
+        String(value)
+      }`,
+    );
+  }
+  return BigInt(value);
+}
+
+/** Encodes transport options as a `stoq_settings` struct. Throws before anything is opened. */
+export function encodeSettings(options: StoqTransportOptions): Uint8Array<ArrayBuffer> {
+  const o = options as Record<string, unknown>;
+  const values: Record<(typeof SETTINGS_FIELDS)[number], bigint> = {
+    idleTimeoutMs: checkInt(o, "maxIdleTimeout", 0, 2 ** 31),
+    handshakeIdleTimeoutMs: checkInt(o, "handshakeTimeout", 1, 2 ** 31),
+    keepAliveMs: checkInt(o, "keepAliveInterval", 0, 2 ** 31),
+    peerBidiStreams: checkInt(o, "maxConcurrentBidirectionalStreams", 0, 65535),
+    peerUnidiStreams: checkInt(o, "maxConcurrentUnidirectionalStreams", 0, 65535),
+    streamRecvWindow: checkInt(o, "streamReceiveWindow", 1024, 2 ** 31),
+    connFlowWindow: checkInt(o, "connectionReceiveWindow", 1024, 2 ** 31),
+    congestionControl: UNSET,
+    datagrams: 1n,
+    sendBuffering: 0n,
+    pacing: UNSET,
+    disconnectTimeoutMs: UNSET,
+  };
+  if (values.peerBidiStreams === UNSET) values.peerBidiStreams = 100n;
+  if (values.peerUnidiStreams === UNSET) values.peerUnidiStreams = 100n;
+  const cc = options.congestionControl;
+  if (cc !== undefined) {
+    if (cc !== "cubic" && cc !== "bbr") {
+      throw new StoqError(
+        "INVALID_ARGUMENT",
+        `Cannot configure the transport as 'congestionControl' must be "cubic" or "bbr": current value is ${
+          String(cc)
+        }`,
+      );
+    }
+    values.congestionControl = cc === "bbr" ? 1n : 0n;
+  }
+  if (options.datagrams === false) values.datagrams = 0n;
+  if (options.sendBuffering === true) values.sendBuffering = 1n;
+  const out = new BigUint64Array(SETTINGS_FIELDS.length);
+  SETTINGS_FIELDS.forEach((field, i) => out[i] = values[field]);
+  return new Uint8Array(out.buffer);
+}
+
+/** Encodes ALPN names as length-prefixed bytes. */
+export function encodeAlpn(alpnProtocols: unknown): Uint8Array<ArrayBuffer> {
+  if (
+    !Array.isArray(alpnProtocols) || alpnProtocols.length === 0 || alpnProtocols.length > 8
+  ) {
+    throw new StoqError(
+      "INVALID_ARGUMENT",
+      `Cannot configure ALPN as 'alpnProtocols' must be an array of 1 to 8 names: current value is ${
+        JSON.stringify(alpnProtocols)
+      }`,
+    );
+  }
+  const parts: number[] = [];
+  for (const name of alpnProtocols) {
+    const bytes = typeof name === "string" ? new TextEncoder().encode(name) : undefined;
+    if (!bytes || bytes.length === 0 || bytes.length > 255) {
+      throw new StoqError(
+        "INVALID_ARGUMENT",
+        `Cannot configure ALPN as every name in 'alpnProtocols' must be 1 to 255 bytes: current value is ${
+          JSON.stringify(name)
+        }`,
+      );
+    }
+    parts.push(bytes.length, ...bytes);
+  }
+  return new Uint8Array(parts);
+}
+
+/** A NUL-terminated C string. */
+export function cstr(text: string): Uint8Array<ArrayBuffer> {
+  return new TextEncoder().encode(`${text}\0`);
+}

@@ -1,0 +1,345 @@
+/**
+ * QUIC streams as Web Streams: a `ReadableStream` fed straight from msquic's receive buffers
+ * (one copy, into JS memory) and a `WritableStream` whose chunks the shim copies once and holds
+ * until acknowledged.
+ *
+ * @module
+ */
+
+import { Ev, Op, type Records, StreamShutdown } from "../../ffi/mod.ts";
+import { StoqError } from "../errors.ts";
+import type { EventSink, Runtime } from "./runtime.ts";
+import { statusError } from "./status.ts";
+
+/** The receiving half of a stream. Cancel with a number to send STOP_SENDING with that code. */
+export interface StoqReceiveStream extends ReadableStream<Uint8Array<ArrayBuffer>> {
+  /** 62-bit QUIC stream ID. */
+  readonly id: bigint;
+}
+
+/** The sending half of a stream. Abort with a number to send RESET_STREAM with that code. */
+export interface StoqSendStream extends WritableStream<Uint8Array> {
+  /** 62-bit QUIC stream ID. */
+  readonly id: bigint;
+}
+
+/** A bidirectional stream, shaped like `Deno.QuicBidirectionalStream`. */
+export interface StoqBidirectionalStream {
+  /** Bytes from the peer. */
+  readonly readable: StoqReceiveStream;
+  /** Bytes to the peer. */
+  readonly writable: StoqSendStream;
+}
+
+/** What a stream needs from its connection. */
+export interface StreamOwner {
+  readonly runtime: Runtime;
+  /** The error that ended the connection, once it has ended. */
+  failure(): StoqError;
+  /** Called once the native stream is closed. */
+  streamClosed(stream: StreamCore): void;
+}
+
+// Writes resolve at once while fewer bytes than this are unacknowledged (or msquic's ideal
+// send buffer, if larger): enough to keep loopback and LAN paths full without send buffering.
+const MIN_SEND_WINDOW = Number(Deno.env.get("SW") ?? 4 * 1024 * 1024);
+// The readable queues this many bytes before holding msquic's buffers (and so flow control).
+const READ_HIGH_WATER = 1024 * 1024;
+
+function appCode(reason: unknown): bigint {
+  if (typeof reason === "bigint" && reason >= 0n && reason < 2n ** 62n) return reason;
+  if (typeof reason === "number" && Number.isInteger(reason) && reason >= 0) return BigInt(reason);
+  if (reason instanceof StoqError && reason.appCode !== undefined) return reason.appCode;
+  return 0n;
+}
+
+/** Per-stream state machine. Internal: users see the Web Streams. */
+export class StreamCore implements EventSink {
+  readonly id: number;
+  readonly ptr: Deno.PointerObject;
+  readonly readable?: StoqReceiveStream;
+  readonly writable?: StoqSendStream;
+  readonly #owner: StreamOwner;
+  readonly #rt: Runtime;
+  #quicId = -1n;
+  #closed = false;
+  #started: PromiseWithResolvers<void> | undefined;
+
+  // receive side
+  #controller?: ReadableStreamDefaultController<Uint8Array<ArrayBuffer>>;
+  #recvBuffers: number[] = []; // ptr, len pairs of the held indication
+  #recvTotal = 0;
+  #recvHeld = false;
+  #fin = false;
+  #readDone = false;
+  #delivering = false;
+
+  // send side
+  #outstanding = 0;
+  #window = MIN_SEND_WINDOW;
+  #writeWaiters: PromiseWithResolvers<void>[] = [];
+  #sendError: StoqError | undefined;
+  #closeWaiter: PromiseWithResolvers<void> | undefined;
+  #sendDone = false;
+
+  constructor(
+    owner: StreamOwner,
+    ptr: Deno.PointerObject,
+    id: number,
+    opts: { send: boolean; receive: boolean; local: boolean },
+  ) {
+    this.#owner = owner;
+    this.#rt = owner.runtime;
+    this.ptr = ptr;
+    this.id = id;
+    if (opts.local) this.#started = Promise.withResolvers<void>();
+    const idGetter = { get: () => this.quicId, enumerable: true };
+    if (opts.receive) {
+      const readable = new ReadableStream<Uint8Array<ArrayBuffer>>({
+        start: (c) => {
+          this.#controller = c;
+        },
+        pull: () => this.#deliver(false),
+        cancel: (reason) => this.#cancelReceive(reason),
+      }, { highWaterMark: READ_HIGH_WATER, size: (chunk) => chunk.byteLength });
+      Object.defineProperty(readable, "id", idGetter);
+      this.readable = readable as StoqReceiveStream;
+    } else {
+      this.#readDone = true;
+    }
+    if (opts.send) {
+      const writable = new WritableStream<Uint8Array>({
+        write: (chunk) => this.#write(chunk),
+        close: () => this.#closeSend(),
+        abort: (reason) => this.#abortSend(reason),
+      });
+      Object.defineProperty(writable, "id", idGetter);
+      this.writable = writable as StoqSendStream;
+    } else {
+      this.#sendDone = true;
+    }
+    this.#rt.register(id, this);
+  }
+
+  /** The QUIC stream ID (read from msquic once known). */
+  get quicId(): bigint {
+    if (this.#quicId < 0n && !this.#closed) {
+      const v = this.#rt.lib.stoq_stream_quic_id(this.ptr);
+      if (BigInt(v) !== 0xffff_ffff_ffff_ffffn) this.#quicId = BigInt(v);
+    }
+    return this.#quicId;
+  }
+
+  /** Resolves when a locally opened stream has its ID (msquic waits for stream credit). */
+  started(): Promise<void> {
+    return this.#started?.promise ?? Promise.resolve();
+  }
+
+  onEvent(ev: Records, i: number): void {
+    switch (ev.type(i)) {
+      case Ev.STREAM_START_COMPLETE: {
+        const status = ev.status(i);
+        if (status === 0) {
+          this.#quicId = ev.big(i, 1);
+          this.#started?.resolve();
+        } else {
+          this.#started?.reject(statusError(status, "start the stream"));
+        }
+        this.#started = undefined;
+        break;
+      }
+      case Ev.STREAM_RECV: {
+        const len = ev.field(i, 2);
+        if (len > 0) this.#recvBuffers.push(ev.field(i, 1), len);
+        // An indication may span poll batches: act on it only at its last record.
+        if (ev.field(i, 4) === 1) {
+          this.#recvTotal = ev.field(i, 5);
+          this.#recvHeld = this.#recvTotal > 0;
+          if (ev.field(i, 3) === 1) this.#fin = true;
+        }
+        this.#deliver(false);
+        break;
+      }
+      case Ev.STREAM_SEND_COMPLETE:
+        this.#outstanding -= ev.field(i, 1);
+        this.#wakeWriters();
+        break;
+      case Ev.STREAM_PEER_SEND_SHUTDOWN:
+        // msquic reports the FIN when it arrives, possibly before all data was indicated; the
+        // readable ends on the RECV record that carries the FIN flag instead.
+        break;
+      case Ev.STREAM_PEER_SEND_ABORTED: {
+        const code = ev.big(i, 1);
+        this.#failRead(
+          new StoqError("PEER_RESET", `The peer reset the stream with code ${code}`, {
+            appCode: code,
+          }),
+        );
+        break;
+      }
+      case Ev.STREAM_PEER_RECV_ABORTED: {
+        const code = ev.big(i, 1);
+        this.#failSend(
+          new StoqError("PEER_STOPPED", `The peer stopped reading with code ${code}`, {
+            appCode: code,
+          }),
+        );
+        // Answer STOP_SENDING with RESET_STREAM so the stream can finish.
+        this.#rt.submit(Op.STREAM_SHUTDOWN, this.ptr, BigInt(StreamShutdown.ABORT_SEND), code);
+        break;
+      }
+      case Ev.STREAM_SEND_SHUTDOWN_COMPLETE: {
+        this.#sendDone = true;
+        if (ev.field(i, 1) === 1) {
+          this.#closeWaiter?.resolve();
+        } else {
+          this.#failSend(this.#sendError ?? this.#owner.failure());
+        }
+        break;
+      }
+      case Ev.STREAM_IDEAL_SEND_BUFFER:
+        this.#window = Math.max(MIN_SEND_WINDOW, ev.field(i, 1));
+        this.#wakeWriters();
+        break;
+      case Ev.STREAM_SHUTDOWN_COMPLETE:
+        this.finish(ev.field(i, 1) === 1);
+        break;
+    }
+  }
+
+  // ---- receive ----
+
+  #deliver(force: boolean): void {
+    const c = this.#controller;
+    // enqueue() may call pull() re-entrantly; the outer call finishes the job.
+    if (this.#readDone || !c || this.#delivering) return;
+    if (this.#recvHeld && (force || (c.desiredSize ?? 0) > 0)) {
+      const bufs = this.#recvBuffers;
+      const chunks: Uint8Array<ArrayBuffer>[] = [];
+      for (let k = 0; k < bufs.length; k += 2) {
+        const chunk = new Uint8Array(bufs[k + 1]);
+        Deno.UnsafePointerView.copyInto(Deno.UnsafePointer.create(BigInt(bufs[k]))!, chunk);
+        chunks.push(chunk);
+      }
+      this.#releaseHeld();
+      this.#delivering = true;
+      for (const chunk of chunks) c.enqueue(chunk);
+      this.#delivering = false;
+    }
+    if (this.#fin && !this.#recvHeld && !this.#readDone) {
+      this.#readDone = true;
+      c.close();
+    }
+  }
+
+  /** Gives msquic its receive buffers back (the data was copied or is being discarded). */
+  #releaseHeld(): void {
+    if (!this.#recvHeld) return;
+    const total = this.#recvTotal;
+    this.#recvBuffers = [];
+    this.#recvHeld = false;
+    this.#recvTotal = 0;
+    if (total > 0 && !this.#closed) {
+      this.#rt.submit(Op.STREAM_RECV_COMPLETE, this.ptr, BigInt(total), 0n);
+    }
+  }
+
+  #failRead(err: StoqError): void {
+    if (this.#readDone) return;
+    this.#readDone = true;
+    this.#releaseHeld();
+    this.#controller?.error(err);
+  }
+
+  #cancelReceive(reason: unknown): void {
+    if (this.#readDone) return;
+    this.#readDone = true;
+    this.#releaseHeld();
+    if (!this.#closed) {
+      this.#rt.submit(
+        Op.STREAM_SHUTDOWN,
+        this.ptr,
+        BigInt(StreamShutdown.ABORT_RECEIVE),
+        appCode(reason),
+      );
+    }
+  }
+
+  // ---- send ----
+
+  #write(chunk: Uint8Array): Promise<void> | void {
+    if (!(chunk instanceof Uint8Array)) {
+      throw new TypeError(
+        `Cannot write to the stream as the chunk must be a Uint8Array: current value is ${typeof chunk}`,
+      );
+    }
+    if (this.#sendError) throw this.#sendError;
+    if (this.#closed || this.#sendDone) throw this.#owner.failure();
+    const len = chunk.byteLength;
+    if (len === 0) return;
+    this.#outstanding += len;
+    const done = Promise.withResolvers<void>();
+    this.#rt.submitBytes(Op.STREAM_SEND, this.ptr, chunk, false, (status) => {
+      if (status !== 0) {
+        this.#outstanding -= len;
+        done.reject(this.#sendError ?? this.#owner.failure());
+      } else if (this.#outstanding < this.#window || this.#sendError) {
+        done.resolve();
+      } else {
+        this.#writeWaiters.push(done);
+      }
+    });
+    return done.promise;
+  }
+
+  #wakeWriters(): void {
+    while (this.#writeWaiters.length > 0 && this.#outstanding < this.#window) {
+      this.#writeWaiters.shift()!.resolve();
+    }
+  }
+
+  #closeSend(): Promise<void> {
+    if (this.#sendError) return Promise.reject(this.#sendError);
+    if (this.#closed || this.#sendDone) return Promise.reject(this.#owner.failure());
+    this.#closeWaiter = Promise.withResolvers<void>();
+    this.#rt.submit(Op.STREAM_SHUTDOWN, this.ptr, BigInt(StreamShutdown.GRACEFUL), 0n);
+    return this.#closeWaiter.promise;
+  }
+
+  #abortSend(reason: unknown): void {
+    const code = appCode(reason);
+    this.#failSend(new StoqError("CLOSED", `The stream was aborted locally with code ${code}`));
+    if (!this.#closed && !this.#sendDone) {
+      this.#rt.submit(Op.STREAM_SHUTDOWN, this.ptr, BigInt(StreamShutdown.ABORT_SEND), code);
+    }
+  }
+
+  #failSend(err: StoqError): void {
+    this.#sendError ??= err;
+    for (const w of this.#writeWaiters) w.reject(this.#sendError);
+    this.#writeWaiters = [];
+    this.#closeWaiter?.reject(this.#sendError);
+    this.#closeWaiter = undefined;
+  }
+
+  // ---- end ----
+
+  /** Frees the native stream. Called on SHUTDOWN_COMPLETE, after which msquic sends nothing. */
+  finish(connectionShutdown: boolean): void {
+    if (this.#closed) return;
+    // Data msquic already handed over is not lost: copy it out before its buffers go away.
+    this.#deliver(true);
+    const err = connectionShutdown ? this.#owner.failure() : new StoqError(
+      "PEER_RESET",
+      "The stream was shut down before it finished",
+    );
+    this.#started?.reject(err);
+    this.#started = undefined;
+    this.#failRead(err);
+    if (!this.#sendDone || this.#writeWaiters.length > 0 || this.#closeWaiter) this.#failSend(err);
+    this.#closed = true;
+    this.#rt.unregister(this.id);
+    this.#rt.lib.stoq_stream_close(this.ptr);
+    this.#owner.streamClosed(this);
+  }
+}

@@ -1,0 +1,469 @@
+/**
+ * Storage for a CA and its log behind a small interface ({@linkcode CaStore}), with an embedded
+ * SQLite implementation (one database file per CA, WAL mode) and an in-memory one.
+ *
+ * @module
+ */
+
+import { DatabaseSync } from "node:sqlite";
+import { StoqError } from "../errors.ts";
+import type { Sct } from "./ct_log.ts";
+
+/** The CA's long-lived keys and root certificate, as stored. */
+export interface CaIdentityRecord {
+  /** The CA name. */
+  name: string;
+  /** The log origin. */
+  origin: string;
+  /** Base64 DER of the self-signed root certificate. */
+  rootDer: string;
+  /** Base64 PKCS#8 of the root's ECDSA P-256 private key. */
+  rootKey: string;
+  /** Base64 PKCS#8 of the log's Ed25519 private key. */
+  logKey: string;
+  /** Base64 raw Ed25519 public key of the log. */
+  logPublicKey: string;
+  /** Base64 Falcon-512 secret key. */
+  falconSecretKey: string;
+  /** Base64 Falcon-512 public key. */
+  falconPublicKey: string;
+}
+
+/** One issued certificate, as stored. Its DER is the log entry at `leafIndex`. */
+export interface CertificateRecord {
+  /** Serial number, lowercase hex as `@peculiar/x509` prints it. */
+  serial: string;
+  /** Index of the certificate's DER in the log. */
+  leafIndex: number;
+  /** Expiry, milliseconds since the epoch. */
+  notAfter: number;
+  /** The SCT returned at issuance. */
+  sct: Sct;
+}
+
+/** A revocation. */
+export interface RevocationRecord {
+  /** Serial number. */
+  serial: string;
+  /** RFC 5280 reason name, e.g. `keyCompromise`. */
+  reason: string;
+  /** Milliseconds since the epoch. */
+  revokedAt: number;
+}
+
+/** Row counts, used to show that a refused request changed nothing. */
+export interface StoreCounts {
+  /** Issued certificates. */
+  certificates: number;
+  /** Log entries. */
+  entries: number;
+  /** Stored signed tree heads. */
+  treeHeads: number;
+  /** Revocations. */
+  revocations: number;
+}
+
+/**
+ * What a CA needs from storage. Async so a server database can stand in for SQLite later.
+ *
+ * `commitIssuance` must be atomic: the certificate row, its log entry and the new signed tree head
+ * are written together or not at all.
+ *
+ * @example Using the in-memory store
+ * ```ts
+ * import { MemoryCaStore } from "./store.ts";
+ * const store = new MemoryCaStore();
+ * console.log((await store.counts()).entries); // 0
+ * ```
+ */
+export interface CaStore {
+  /** The stored identity, or `undefined` for a fresh store. */
+  loadIdentity(): Promise<CaIdentityRecord | undefined>;
+  /** Stores the identity of a new CA (once). */
+  saveIdentity(identity: CaIdentityRecord): Promise<void>;
+  /** All log entries, in index order. */
+  entries(): Promise<Uint8Array[]>;
+  /** All signed tree heads (checkpoint notes), oldest first. */
+  treeHeads(): Promise<string[]>;
+  /** All certificate records. */
+  certificates(): Promise<CertificateRecord[]>;
+  /** The certificate record for a serial, if issued. */
+  certificate(serial: string): Promise<CertificateRecord | undefined>;
+  /** Atomically records a certificate, appends its DER to the log and stores the new tree head. */
+  commitIssuance(
+    record: CertificateRecord,
+    entry: Uint8Array,
+    treeHead: string,
+  ): Promise<void>;
+  /** Records a revocation (idempotent: the first one wins). */
+  revoke(revocation: RevocationRecord): Promise<void>;
+  /** The revocation of a serial, if any. */
+  revocation(serial: string): Promise<RevocationRecord | undefined>;
+  /** All revocations. */
+  revocations(): Promise<RevocationRecord[]>;
+  /** Row counts. */
+  counts(): Promise<StoreCounts>;
+  /** Releases the store; idempotent. */
+  close(): void;
+}
+
+/**
+ * A {@linkcode CaStore} in memory, for tests and examples. Lost when the process exits.
+ *
+ * @example Fresh store
+ * ```ts
+ * import { MemoryCaStore } from "./store.ts";
+ * console.log(await new MemoryCaStore().loadIdentity()); // undefined
+ * ```
+ */
+export class MemoryCaStore implements CaStore {
+  #identity?: CaIdentityRecord;
+  #entries: Uint8Array[] = [];
+  #heads: string[] = [];
+  #certs = new Map<string, CertificateRecord>();
+  #revocations = new Map<string, RevocationRecord>();
+
+  /** The stored identity, or `undefined` for a fresh store. */
+  loadIdentity(): Promise<CaIdentityRecord | undefined> {
+    return Promise.resolve(this.#identity && { ...this.#identity });
+  }
+  /** Stores the identity of a new CA (once). */
+  saveIdentity(identity: CaIdentityRecord): Promise<void> {
+    if (this.#identity) {
+      throw new StoqError("STORE_ERROR", "This store already holds a CA");
+    }
+    this.#identity = { ...identity };
+    return Promise.resolve();
+  }
+  /** All log entries, in index order. */
+  entries(): Promise<Uint8Array[]> {
+    return Promise.resolve(this.#entries.map((e) => e.slice()));
+  }
+  /** All signed tree heads, oldest first. */
+  treeHeads(): Promise<string[]> {
+    return Promise.resolve([...this.#heads]);
+  }
+  /** All certificate records. */
+  certificates(): Promise<CertificateRecord[]> {
+    return Promise.resolve([...this.#certs.values()]);
+  }
+  /** The certificate record for a serial, if issued. */
+  certificate(serial: string): Promise<CertificateRecord | undefined> {
+    return Promise.resolve(this.#certs.get(serial));
+  }
+  /** Atomically records a certificate, its log entry and the new tree head. */
+  commitIssuance(
+    record: CertificateRecord,
+    entry: Uint8Array,
+    treeHead: string,
+  ): Promise<void> {
+    if (
+      this.#certs.has(record.serial) ||
+      record.leafIndex !== this.#entries.length
+    ) {
+      return Promise.reject(
+        new StoqError("STORE_ERROR", "Duplicate serial or out-of-order entry"),
+      );
+    }
+    this.#certs.set(record.serial, record);
+    this.#entries.push(entry.slice());
+    this.#heads.push(treeHead);
+    return Promise.resolve();
+  }
+  /** Records a revocation (the first one wins). */
+  revoke(revocation: RevocationRecord): Promise<void> {
+    if (!this.#revocations.has(revocation.serial)) {
+      this.#revocations.set(revocation.serial, revocation);
+    }
+    return Promise.resolve();
+  }
+  /** The revocation of a serial, if any. */
+  revocation(serial: string): Promise<RevocationRecord | undefined> {
+    return Promise.resolve(this.#revocations.get(serial));
+  }
+  /** All revocations. */
+  revocations(): Promise<RevocationRecord[]> {
+    return Promise.resolve([...this.#revocations.values()]);
+  }
+  /** Row counts. */
+  counts(): Promise<StoreCounts> {
+    return Promise.resolve({
+      certificates: this.#certs.size,
+      entries: this.#entries.length,
+      treeHeads: this.#heads.length,
+      revocations: this.#revocations.size,
+    });
+  }
+  /** Releases the store; idempotent. */
+  close(): void {}
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS identity (id INTEGER PRIMARY KEY CHECK (id = 1), record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS log_entries (leaf_index INTEGER PRIMARY KEY, entry BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS certificates (
+  serial TEXT PRIMARY KEY,
+  leaf_index INTEGER NOT NULL UNIQUE REFERENCES log_entries (leaf_index),
+  not_after INTEGER NOT NULL,
+  sct TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tree_heads (tree_size INTEGER PRIMARY KEY, note TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS revocations (
+  serial TEXT PRIMARY KEY REFERENCES certificates (serial),
+  reason TEXT NOT NULL,
+  revoked_at INTEGER NOT NULL
+);
+`;
+
+type Row = Record<string, unknown>;
+
+function _cert(row: Row): CertificateRecord {
+  return {
+    serial: row.serial as string,
+    leafIndex: Number(row.leaf_index),
+    notAfter: Number(row.not_after),
+    sct: JSON.parse(row.sct as string),
+  };
+}
+
+function _revocation(row: Row): RevocationRecord {
+  return {
+    serial: row.serial as string,
+    reason: row.reason as string,
+    revokedAt: Number(row.revoked_at),
+  };
+}
+
+/**
+ * A {@linkcode CaStore} in one SQLite database file (`node:sqlite`), in WAL mode. Each issuance is
+ * one transaction, so a process killed mid-issuance leaves the previous consistent state.
+ *
+ * @example Opening a CA database
+ * ```ts
+ * import { SqliteCaStore } from "./store.ts";
+ * const dir = await Deno.makeTempDir();
+ * const store = new SqliteCaStore(`${dir}/ca.db`);
+ * console.log((await store.counts()).certificates); // 0
+ * store.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export class SqliteCaStore implements CaStore {
+  /** The database file path. */
+  readonly path: string;
+  #db: DatabaseSync | undefined;
+
+  /**
+   * Opens (creating if needed) the database.
+   *
+   * @param path The database file; one file per CA.
+   * @throws {StoqError} `STORE_ERROR` when the file cannot be opened as a SQLite database.
+   */
+  constructor(path: string) {
+    if (typeof path !== "string" || path.length === 0) {
+      throw new TypeError(
+        `Cannot open CA store as 'path' must be a file path: current value is ${path}`,
+      );
+    }
+    this.path = path;
+    try {
+      this.#db = new DatabaseSync(path);
+      this.#db.exec(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+      );
+      this.#db.exec("PRAGMA busy_timeout=5000;");
+      this.#db.exec(SCHEMA);
+    } catch (cause) {
+      this.#db?.close();
+      this.#db = undefined;
+      throw new StoqError(
+        "STORE_ERROR",
+        `Cannot open CA database ${path}: is it a SQLite file?`,
+        {
+          cause,
+        },
+      );
+    }
+  }
+
+  get #conn(): DatabaseSync {
+    if (!this.#db) {
+      throw new StoqError(
+        "CLOSED",
+        "The CA store is closed: open a new SqliteCaStore",
+      );
+    }
+    return this.#db;
+  }
+
+  #all(sql: string, ...params: (string | number)[]): Row[] {
+    try {
+      return this.#conn.prepare(sql).all(...params) as Row[];
+    } catch (cause) {
+      if (cause instanceof StoqError) throw cause;
+      throw new StoqError("STORE_ERROR", `CA database query failed: ${sql}`, {
+        cause,
+      });
+    }
+  }
+
+  /** The stored identity, or `undefined` for a fresh store. */
+  loadIdentity(): Promise<CaIdentityRecord | undefined> {
+    const [row] = this.#all("SELECT record FROM identity WHERE id = 1");
+    return Promise.resolve(row ? JSON.parse(row.record as string) : undefined);
+  }
+
+  /** Stores the identity of a new CA (once). */
+  saveIdentity(identity: CaIdentityRecord): Promise<void> {
+    try {
+      this.#conn.prepare("INSERT INTO identity (id, record) VALUES (1, ?)").run(
+        JSON.stringify(identity),
+      );
+    } catch (cause) {
+      throw new StoqError(
+        "STORE_ERROR",
+        "Cannot save CA identity: does this database hold a CA?",
+        {
+          cause,
+        },
+      );
+    }
+    return Promise.resolve();
+  }
+
+  /** All log entries, in index order. */
+  entries(): Promise<Uint8Array[]> {
+    const rows = this.#all(
+      "SELECT leaf_index, entry FROM log_entries ORDER BY leaf_index",
+    );
+    return Promise.resolve(rows.map((r, i) => {
+      // A gap in the indices is history rewritten under us.
+      if (Number(r.leaf_index) !== i) {
+        throw new StoqError(
+          "LOG_TAMPERED",
+          `Log entry ${i} is missing from ${this.path}`,
+        );
+      }
+      return new Uint8Array(r.entry as Uint8Array);
+    }));
+  }
+
+  /** All signed tree heads, oldest first. */
+  treeHeads(): Promise<string[]> {
+    return Promise.resolve(
+      this.#all("SELECT note FROM tree_heads ORDER BY tree_size").map((r) =>
+        r.note as string
+      ),
+    );
+  }
+
+  /** All certificate records. */
+  certificates(): Promise<CertificateRecord[]> {
+    return Promise.resolve(
+      this.#all("SELECT * FROM certificates ORDER BY leaf_index").map(_cert),
+    );
+  }
+
+  /** The certificate record for a serial, if issued. */
+  certificate(serial: string): Promise<CertificateRecord | undefined> {
+    const [row] = this.#all(
+      "SELECT * FROM certificates WHERE serial = ?",
+      serial,
+    );
+    return Promise.resolve(row ? _cert(row) : undefined);
+  }
+
+  /** Atomically records a certificate, its log entry and the new tree head. */
+  commitIssuance(
+    record: CertificateRecord,
+    entry: Uint8Array,
+    treeHead: string,
+  ): Promise<void> {
+    const db = this.#conn;
+    try {
+      db.exec("BEGIN IMMEDIATE");
+      try {
+        db.prepare("INSERT INTO log_entries (leaf_index, entry) VALUES (?, ?)")
+          .run(
+            record.leafIndex,
+            entry,
+          );
+        db.prepare(
+          "INSERT INTO certificates (serial, leaf_index, not_after, sct) VALUES (?, ?, ?, ?)",
+        ).run(
+          record.serial,
+          record.leafIndex,
+          record.notAfter,
+          JSON.stringify(record.sct),
+        );
+        db.prepare("INSERT INTO tree_heads (tree_size, note) VALUES (?, ?)")
+          .run(
+            record.leafIndex + 1,
+            treeHead,
+          );
+        db.exec("COMMIT");
+      } catch (err) {
+        db.exec("ROLLBACK");
+        throw err;
+      }
+    } catch (cause) {
+      return Promise.reject(
+        new StoqError(
+          "STORE_ERROR",
+          "Cannot record issuance: the transaction was rolled back",
+          {
+            cause,
+          },
+        ),
+      );
+    }
+    return Promise.resolve();
+  }
+
+  /** Records a revocation (the first one wins). */
+  revoke(revocation: RevocationRecord): Promise<void> {
+    this.#all(
+      "INSERT OR IGNORE INTO revocations (serial, reason, revoked_at) VALUES (?, ?, ?)",
+      revocation.serial,
+      revocation.reason,
+      revocation.revokedAt,
+    );
+    return Promise.resolve();
+  }
+
+  /** The revocation of a serial, if any. */
+  revocation(serial: string): Promise<RevocationRecord | undefined> {
+    const [row] = this.#all(
+      "SELECT * FROM revocations WHERE serial = ?",
+      serial,
+    );
+    return Promise.resolve(row ? _revocation(row) : undefined);
+  }
+
+  /** All revocations. */
+  revocations(): Promise<RevocationRecord[]> {
+    return Promise.resolve(
+      this.#all("SELECT * FROM revocations ORDER BY revoked_at").map(
+        _revocation,
+      ),
+    );
+  }
+
+  /** Row counts. */
+  counts(): Promise<StoreCounts> {
+    const count = (table: string) =>
+      Number(this.#all(`SELECT count(*) AS n FROM ${table}`)[0].n);
+    return Promise.resolve({
+      certificates: count("certificates"),
+      entries: count("log_entries"),
+      treeHeads: count("tree_heads"),
+      revocations: count("revocations"),
+    });
+  }
+
+  /** Closes the database; idempotent. */
+  close(): void {
+    this.#db?.close();
+    this.#db = undefined;
+  }
+}
