@@ -177,7 +177,14 @@ export class Records {
     return BigInt(this.#u32[base]) | (BigInt(this.#u32[base + 1]) << 32n);
   }
   /** Writes one operation record. */
-  setOp(i: number, op: number, handle: bigint, a: bigint, b: bigint, c = 0n): void {
+  setOp(
+    i: number,
+    op: number,
+    handle: bigint,
+    a: bigint,
+    b: bigint,
+    c = 0n,
+  ): void {
     const view = this.#view, o = i * RECORD_SIZE;
     view.setUint32(o, op, true);
     view.setInt32(o + 4, 0, true);

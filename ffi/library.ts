@@ -8,12 +8,14 @@
 
 import { StoqError } from "../src/errors.ts";
 import { ABI_VERSION } from "./abi.ts";
-import { symbols, type StoqSymbols } from "./symbols.ts";
+import { type StoqSymbols, symbols } from "./symbols.ts";
 
 /** The command that builds the shim and libmsquic. */
 export const BUILD_COMMAND = "make native";
 
-let opened: { lib: Deno.DynamicLibrary<typeof symbols>; path: string } | undefined;
+let opened:
+  | { lib: Deno.DynamicLibrary<typeof symbols>; path: string }
+  | undefined;
 
 function candidates(path?: string): string[] {
   const list: string[] = [];

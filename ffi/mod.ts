@@ -3,7 +3,7 @@
  *
  * @module
  */
-export { symbols, type StoqSymbols } from "./symbols.ts";
+export { type StoqSymbols, symbols } from "./symbols.ts";
 export {
   ABI_VERSION,
   Count,

@@ -18,7 +18,11 @@ export const symbols = {
   /** uint32_t stoq_rt_poll(stoq_rt*, stoq_event* out (JS-owned), uint32_t max) */
   stoq_rt_poll: { parameters: ["pointer", "buffer", "u32"], result: "u32" },
   /** int32_t stoq_rt_wait(stoq_rt*, int32_t timeout_ms): parks in io_uring off the JS thread. */
-  stoq_rt_wait: { parameters: ["pointer", "i32"], result: "i32", nonblocking: true },
+  stoq_rt_wait: {
+    parameters: ["pointer", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
   /** void stoq_rt_wake(stoq_rt*) */
   stoq_rt_wake: { parameters: ["pointer"], result: "void" },
   /** void stoq_rt_counts(stoq_rt*, uint64_t* out (JS-owned), uint32_t n) */
@@ -47,7 +51,10 @@ export const symbols = {
     result: "pointer",
   },
   /** void stoq_listener_set_config(stoq_listener*, stoq_config*) */
-  stoq_listener_set_config: { parameters: ["pointer", "pointer"], result: "void" },
+  stoq_listener_set_config: {
+    parameters: ["pointer", "pointer"],
+    result: "void",
+  },
   /** uint32_t stoq_listener_port(stoq_listener*) */
   stoq_listener_port: { parameters: ["pointer"], result: "u32" },
   /** uint64_t stoq_listener_id(stoq_listener*) */
@@ -65,16 +72,25 @@ export const symbols = {
   /** int32_t stoq_conn_stats(stoq_conn*, uint64_t* out (JS-owned), uint32_t n) */
   stoq_conn_stats: { parameters: ["pointer", "buffer", "u32"], result: "i32" },
   /** int32_t stoq_conn_address(stoq_conn*, uint32_t remote, uint8_t out16[16], uint32_t* port) */
-  stoq_conn_address: { parameters: ["pointer", "u32", "buffer", "buffer"], result: "i32" },
+  stoq_conn_address: {
+    parameters: ["pointer", "u32", "buffer", "buffer"],
+    result: "i32",
+  },
   /** uint32_t stoq_conn_alpn(stoq_conn*, uint8_t* out (JS-owned), uint32_t cap) */
   stoq_conn_alpn: { parameters: ["pointer", "buffer", "u32"], result: "u32" },
   /** int32_t stoq_conn_cert_complete(stoq_conn*, uint32_t accept, uint32_t tls_alert) */
-  stoq_conn_cert_complete: { parameters: ["pointer", "u32", "u32"], result: "i32" },
+  stoq_conn_cert_complete: {
+    parameters: ["pointer", "u32", "u32"],
+    result: "i32",
+  },
   /** void stoq_conn_close(stoq_conn*); frees the context, after SHUTDOWN_COMPLETE. */
   stoq_conn_close: { parameters: ["pointer"], result: "void" },
 
   /** stoq_stream* stoq_stream_open(stoq_conn*, uint32_t unidirectional, int32_t* status_out) */
-  stoq_stream_open: { parameters: ["pointer", "u32", "buffer"], result: "pointer" },
+  stoq_stream_open: {
+    parameters: ["pointer", "u32", "buffer"],
+    result: "pointer",
+  },
   /** uint64_t stoq_stream_id(stoq_stream*) */
   stoq_stream_id: { parameters: ["pointer"], result: "u64" },
   /** uint64_t stoq_stream_quic_id(stoq_stream*): the QUIC stream ID, UINT64_MAX before start */

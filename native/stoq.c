@@ -55,6 +55,10 @@ struct stoq_conn {
   HQUIC h;
   uint8_t* peer_cert;  /* copies held for deferred validation, freed on close */
   uint8_t* peer_chain;
+  /* Copied from CONNECTED: a server discards its TLS state after the handshake, so the
+   * negotiated ALPN cannot be read back with GetParam later. */
+  uint8_t alpn_len;
+  uint8_t alpn[255];
 };
 
 struct stoq_stream {
@@ -478,6 +482,8 @@ static QUIC_STATUS QUIC_API conn_cb(HQUIC h, void* ctx, QUIC_CONNECTION_EVENT* e
   stoq_rt* rt = c->rt;
   switch (ev->Type) {
     case QUIC_CONNECTION_EVENT_CONNECTED:
+      c->alpn_len = ev->CONNECTED.NegotiatedAlpnLength;
+      memcpy(c->alpn, ev->CONNECTED.NegotiatedAlpn, c->alpn_len);
       push(rt, STOQ_EV_CONN_CONNECTED, c->id, 0, ev->CONNECTED.SessionResumed, 0, 0);
       break;
     case QUIC_CONNECTION_EVENT_SHUTDOWN_INITIATED_BY_TRANSPORT:
@@ -639,9 +645,10 @@ int32_t stoq_conn_address(stoq_conn* c, uint32_t remote, uint8_t* out16, uint32_
 }
 
 uint32_t stoq_conn_alpn(stoq_conn* c, uint8_t* out, uint32_t cap) {
-  uint32_t len = cap;
-  QUIC_STATUS s = c->rt->api->GetParam(c->h, QUIC_PARAM_TLS_NEGOTIATED_ALPN, &len, out);
-  return QUIC_FAILED(s) ? 0 : len;
+  /* Written before CONNECTED is queued; JS reads it only after handling that record. */
+  if (c->alpn_len > cap) return 0;
+  memcpy(out, c->alpn, c->alpn_len);
+  return c->alpn_len;
 }
 
 int32_t stoq_conn_cert_complete(stoq_conn* c, uint32_t accept, uint32_t tls_alert) {

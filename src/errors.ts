@@ -36,7 +36,11 @@ export type StoqErrorCode =
   | "CERT_REVOKED"
   | "CERT_UNTRUSTED"
   | "BUNDLE_INVALID"
-  | "STORE_ERROR";
+  | "STORE_ERROR"
+  // trustchain service
+  | "REQUEST_INVALID"
+  | "UNAUTHORIZED"
+  | "INTERNAL_ERROR";
 
 /** Options for {@linkcode StoqError}. */
 export interface StoqErrorOptions {
@@ -67,12 +71,21 @@ export class StoqError extends Error {
   readonly appCode?: bigint;
 
   /**
+   * Creates an error.
+   *
    * @param code A stable code.
    * @param message What happened and what to do about it.
    * @param options Cause, native status and application code.
    */
-  constructor(code: StoqErrorCode, message: string, options: StoqErrorOptions = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+  constructor(
+    code: StoqErrorCode,
+    message: string,
+    options: StoqErrorOptions = {},
+  ) {
+    super(
+      message,
+      options.cause === undefined ? undefined : { cause: options.cause },
+    );
     this.name = "StoqError";
     this.code = code;
     if (options.status !== undefined) this.status = options.status;

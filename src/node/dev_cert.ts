@@ -28,7 +28,9 @@ function serial(): string {
 
 function toPem(der: ArrayBuffer, label: string): string {
   const b64 = btoa(String.fromCharCode(...new Uint8Array(der)));
-  return `-----BEGIN ${label}-----\n${b64.match(/.{1,64}/g)!.join("\n")}\n-----END ${label}-----\n`;
+  return `-----BEGIN ${label}-----\n${
+    b64.match(/.{1,64}/g)!.join("\n")
+  }\n-----END ${label}-----\n`;
 }
 
 /**
@@ -58,11 +60,17 @@ export async function makeDevCertificates(
     signingAlgorithm: ALG,
     extensions: [
       new x509.BasicConstraintsExtension(true, 0, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      new x509.KeyUsagesExtension(
+        x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
+        true,
+      ),
       await x509.SubjectKeyIdentifierExtension.create(caKeys.publicKey),
     ],
   });
-  const leafKeys = await crypto.subtle.generateKey(ALG, true, ["sign", "verify"]);
+  const leafKeys = await crypto.subtle.generateKey(ALG, true, [
+    "sign",
+    "verify",
+  ]);
   const leaf = await x509.X509CertificateGenerator.create({
     serialNumber: serial(),
     subject: `CN=${dns[0] ?? ip[0]}`,

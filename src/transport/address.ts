@@ -33,10 +33,14 @@ export function parseHost(host: string, param = "hostname"): ParsedHost {
   if (typeof host !== "string" || host.length === 0) {
     throw new StoqError(
       "INVALID_ARGUMENT",
-      `Cannot use the address as '${param}' must be a non-empty string: current value is ${String(host)}`,
+      `Cannot use the address as '${param}' must be a non-empty string: current value is ${
+        String(host)
+      }`,
     );
   }
-  const bare = host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+  const bare = host.startsWith("[") && host.endsWith("]")
+    ? host.slice(1, -1)
+    : host;
   if (IPV4.test(bare)) rejectIPv4(host);
   if (bare === "localhost") return { literal: "::1", name: "localhost" };
   if (bare.includes(":")) {
@@ -51,7 +55,9 @@ export function parseHost(host: string, param = "hostname"): ParsedHost {
       );
     }
     // The WHATWG parser rewrites ::ffff:a.b.c.d to ::ffff:xxxx:xxxx, which is what we test.
-    if (/^::ffff:[0-9a-f]{1,4}:[0-9a-f]{1,4}$/.test(normalized)) rejectIPv4(host);
+    if (/^::ffff:[0-9a-f]{1,4}:[0-9a-f]{1,4}$/.test(normalized)) {
+      rejectIPv4(host);
+    }
     return { literal: normalized, name: normalized };
   }
   if (!/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(bare)) {
@@ -64,9 +70,14 @@ export function parseHost(host: string, param = "hostname"): ParsedHost {
 }
 
 /** Validates a port number. */
-export function checkPort(port: unknown, param = "port", allowZero = true): number {
+export function checkPort(
+  port: unknown,
+  param = "port",
+  allowZero = true,
+): number {
   if (
-    typeof port !== "number" || !Number.isInteger(port) || port < (allowZero ? 0 : 1) ||
+    typeof port !== "number" || !Number.isInteger(port) ||
+    port < (allowZero ? 0 : 1) ||
     port > 65535
   ) {
     throw new RangeError(
@@ -81,6 +92,8 @@ export function checkPort(port: unknown, param = "port", allowZero = true): numb
 /** Formats 16 raw IPv6 bytes as a compressed literal. */
 export function formatIPv6(bytes: Uint8Array): string {
   const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i] << 8) | bytes[i + 1]).toString(16));
+  for (let i = 0; i < 16; i += 2) {
+    groups.push(((bytes[i] << 8) | bytes[i + 1]).toString(16));
+  }
   return new URL(`http://[${groups.join(":")}]/`).hostname.slice(1, -1);
 }

@@ -7,14 +7,13 @@
 import { Ev, Op, type Records, Stat } from "../../ffi/mod.ts";
 import { StoqError } from "../errors.ts";
 import { formatIPv6 } from "./address.ts";
-import type { EventSink, Runtime } from "./runtime.ts";
+import type { Runtime } from "./runtime.ts";
 import { connectionError, statusError } from "./status.ts";
 import {
   type StoqBidirectionalStream,
   type StoqReceiveStream,
   type StoqSendStream,
   StreamCore,
-  type StreamOwner,
 } from "./stream.ts";
 
 /** How a connection ended, shaped like `Deno.QuicCloseInfo`. */
@@ -72,7 +71,9 @@ export interface PeerCertificate {
 }
 
 /** Decides whether to accept a peer certificate. */
-export type PeerVerifier = (peer: PeerCertificate) => boolean | Promise<boolean>;
+export type PeerVerifier = (
+  peer: PeerCertificate,
+) => boolean | Promise<boolean>;
 
 /** Hooks from the endpoint that owns a connection. */
 export interface ConnectionHooks {
@@ -100,7 +101,7 @@ const internal = Symbol("stoq.internal");
  * const { readable, writable } = await conn.createBidirectionalStream();
  * ```
  */
-export class StoqConnection implements StreamOwner, EventSink, AsyncDisposable {
+export class StoqConnection implements AsyncDisposable {
   /** @internal */
   readonly runtime: Runtime;
   readonly #ptr: Deno.PointerObject;
@@ -122,9 +123,12 @@ export class StoqConnection implements StreamOwner, EventSink, AsyncDisposable {
   #closeInfo: StoqCloseInfo | undefined;
   #protocol: string | undefined;
   #remote: StoqAddr | undefined;
+  #peerCertificate: PeerCertificate | undefined;
 
   /** Streams the peer opened. */
-  readonly incomingBidirectionalStreams: ReadableStream<StoqBidirectionalStream>;
+  readonly incomingBidirectionalStreams: ReadableStream<
+    StoqBidirectionalStream
+  >;
   /** Unidirectional streams the peer opened. */
   readonly incomingUnidirectionalStreams: ReadableStream<StoqReceiveStream>;
 
@@ -137,7 +141,9 @@ export class StoqConnection implements StreamOwner, EventSink, AsyncDisposable {
     hooks: ConnectionHooks,
   ) {
     if (token !== internal) {
-      throw new TypeError("Cannot construct a StoqConnection: use StoqEndpoint.connect()");
+      throw new TypeError(
+        "Cannot construct a StoqConnection: use StoqEndpoint.connect()",
+      );
     }
     this.runtime = runtime;
     this.#ptr = ptr;
@@ -195,10 +201,29 @@ export class StoqConnection implements StreamOwner, EventSink, AsyncDisposable {
     if (!this.#remote && this.#native) {
       const addr = new Uint8Array(16);
       const port = new Uint32Array(1);
-      const st = this.runtime.lib.stoq_conn_address(this.#ptr, 1, addr, new Uint8Array(port.buffer));
-      if (st === 0) this.#remote = { hostname: formatIPv6(addr), port: port[0], transport: "quic" };
+      const st = this.runtime.lib.stoq_conn_address(
+        this.#ptr,
+        1,
+        addr,
+        new Uint8Array(port.buffer),
+      );
+      if (st === 0) {
+        this.#remote = {
+          hostname: formatIPv6(addr),
+          port: port[0],
+          transport: "quic",
+        };
+      }
     }
     return this.#remote ?? { hostname: "::", port: 0, transport: "quic" };
+  }
+
+  /**
+   * The certificate the peer presented, when validation was deferred to a `verifyPeer`
+   * callback (the same object the callback received); `undefined` otherwise.
+   */
+  get peerCertificate(): PeerCertificate | undefined {
+    return this.#peerCertificate;
   }
 
   /** The largest datagram the peer accepts now (0 when datagrams are off). */
@@ -222,7 +247,9 @@ export class StoqConnection implements StreamOwner, EventSink, AsyncDisposable {
   #checkOpen(what: string): void {
     if (!this.#native || this.#error || this.#closeInfo) {
       const err = this.failure();
-      throw new StoqError(err.code, `Cannot ${what}: ${err.message}`, { cause: err });
+      throw new StoqError(err.code, `Cannot ${what}: ${err.message}`, {
+        cause: err,
+      });
     }
   }
 
@@ -290,10 +317,16 @@ export class StoqConnection implements StreamOwner, EventSink, AsyncDisposable {
       );
     }
     const done = Promise.withResolvers<void>();
-    this.runtime.submitBytes(Op.DGRAM_SEND, this.#ptr, data, false, (status) => {
-      if (status === 0) done.resolve();
-      else done.reject(statusError(status, "send the datagram"));
-    });
+    this.runtime.submitBytes(
+      Op.DGRAM_SEND,
+      this.#ptr,
+      data,
+      false,
+      (status) => {
+        if (status === 0) done.resolve();
+        else done.reject(statusError(status, "send the datagram"));
+      },
+    );
     return done.promise;
   }
 
@@ -301,7 +334,9 @@ export class StoqConnection implements StreamOwner, EventSink, AsyncDisposable {
   readDatagram(): Promise<Uint8Array<ArrayBuffer>> {
     const next = this.#datagrams.shift();
     if (next) return Promise.resolve(next);
-    if (!this.#native || this.#error || this.#closeInfo) return Promise.reject(this.failure());
+    if (!this.#native || this.#error || this.#closeInfo) {
+      return Promise.reject(this.failure());
+    }
     const waiter = Promise.withResolvers<Uint8Array<ArrayBuffer>>();
     this.#datagramWaiters.push(waiter);
     return waiter.promise;
@@ -311,7 +346,11 @@ export class StoqConnection implements StreamOwner, EventSink, AsyncDisposable {
   stats(): StoqConnectionStats {
     this.#checkOpen("read stats");
     const out = new BigUint64Array(Stat.MAX);
-    const st = this.runtime.lib.stoq_conn_stats(this.#ptr, new Uint8Array(out.buffer), Stat.MAX);
+    const st = this.runtime.lib.stoq_conn_stats(
+      this.#ptr,
+      new Uint8Array(out.buffer),
+      Stat.MAX,
+    );
     if (st !== 0) throw statusError(st, "read connection stats");
     const v = (k: number) => Number(out[k]);
     return {
@@ -364,7 +403,9 @@ export class StoqConnection implements StreamOwner, EventSink, AsyncDisposable {
         this.#connected = true;
         const buf = new Uint8Array(256);
         const n = this.runtime.lib.stoq_conn_alpn(this.#ptr, buf, buf.length);
-        this.#protocol = n > 0 ? new TextDecoder().decode(buf.subarray(0, n)) : undefined;
+        this.#protocol = n > 0
+          ? new TextDecoder().decode(buf.subarray(0, n))
+          : undefined;
         this.#handshake.resolve();
         this.#hooks.onConnected?.(this);
         break;
@@ -393,7 +434,10 @@ export class StoqConnection implements StreamOwner, EventSink, AsyncDisposable {
         });
         this.#streams.add(core);
         if (unidirectional) this.#uni.enqueue(core.readable!);
-        else this.#bidi.enqueue({ readable: core.readable!, writable: core.writable! });
+        else {this.#bidi.enqueue({
+            readable: core.readable!,
+            writable: core.writable!,
+          });}
         break;
       }
       case Ev.CONN_DGRAM_STATE:
@@ -428,13 +472,18 @@ export class StoqConnection implements StreamOwner, EventSink, AsyncDisposable {
       return out;
     };
     const peer = { leaf: copy(1), chain: copy(3) };
+    this.#peerCertificate = peer;
     const verify = this.#hooks.verifyPeer;
     Promise.resolve()
       .then(() => (verify ? verify(peer) : false))
       .catch(() => false)
       .then((ok) => {
         if (!this.#native) return;
-        this.runtime.lib.stoq_conn_cert_complete(this.#ptr, ok ? 1 : 0, TLS_ALERT_BAD_CERTIFICATE);
+        this.runtime.lib.stoq_conn_cert_complete(
+          this.#ptr,
+          ok ? 1 : 0,
+          TLS_ALERT_BAD_CERTIFICATE,
+        );
       });
   }
 
@@ -447,8 +496,9 @@ export class StoqConnection implements StreamOwner, EventSink, AsyncDisposable {
     this.#datagramWaiters = [];
     const closeStream = (c: ReadableStreamDefaultController<unknown>) => {
       try {
-        if (this.#error && this.#error.code !== "CONNECTION_CLOSED") c.error(err);
-        else c.close();
+        if (this.#error && this.#error.code !== "CONNECTION_CLOSED") {
+          c.error(err);
+        } else c.close();
       } catch { /* already closed by a cancel */ }
     };
     closeStream(this.#bidi);
@@ -456,10 +506,15 @@ export class StoqConnection implements StreamOwner, EventSink, AsyncDisposable {
     this.#native = false;
     this.runtime.unregister(this.#id);
     this.runtime.lib.stoq_conn_close(this.#ptr);
-    if (this.#hooks.ownedConfig) this.runtime.lib.stoq_config_close(this.#hooks.ownedConfig);
+    if (this.#hooks.ownedConfig) {
+      this.runtime.lib.stoq_config_close(this.#hooks.ownedConfig);
+    }
     if (!this.#connected) this.#handshake.reject(this.#error ?? err);
-    if (this.#error && this.#error.code !== "CONNECTION_CLOSED") this.#closed.reject(this.#error);
-    else this.#closed.resolve(this.#closeInfo ?? { closeCode: 0, reason: "" });
+    if (this.#error && this.#error.code !== "CONNECTION_CLOSED") {
+      this.#closed.reject(this.#error);
+    } else {this.#closed.resolve(
+        this.#closeInfo ?? { closeCode: 0, reason: "" },
+      );}
     this.#hooks.onClosed(this);
     this.#finished.resolve();
   }

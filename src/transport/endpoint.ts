@@ -8,8 +8,13 @@ import { Cred, Ev, type Records } from "../../ffi/mod.ts";
 import { StoqError } from "../errors.ts";
 import { checkPort, parseHost } from "./address.ts";
 import { type PeerVerifier, StoqConnection } from "./connection.ts";
-import { cstr, encodeAlpn, encodeSettings, type StoqTransportOptions } from "./options.ts";
-import { type EventSink, type ExecutionProfile, Runtime } from "./runtime.ts";
+import {
+  cstr,
+  encodeAlpn,
+  encodeSettings,
+  type StoqTransportOptions,
+} from "./options.ts";
+import { type ExecutionProfile, Runtime } from "./runtime.ts";
 import { statusError } from "./status.ts";
 
 /** Options for {@linkcode StoqEndpoint}. */
@@ -45,7 +50,8 @@ export interface StoqCertificate {
 }
 
 /** Options for {@linkcode StoqEndpoint.listen}. */
-export interface StoqListenOptions extends StoqTransportOptions, StoqCertificate {
+export interface StoqListenOptions
+  extends StoqTransportOptions, StoqCertificate {
   /** ALPN protocols offered to clients. */
   alpnProtocols: string[];
   /**
@@ -157,6 +163,9 @@ export class StoqEndpoint implements AsyncDisposable {
   #closing: Promise<void> | undefined;
 
   /**
+   * Creates an endpoint. Nothing is bound until {@linkcode StoqEndpoint.listen}.
+   *
+   * @param options Bind address, execution profile, library path.
    * @throws {StoqError} `IPV4_REJECTED` for an IPv4 hostname, `LIBRARY_NOT_FOUND` when the
    *   shim is missing.
    */
@@ -186,7 +195,9 @@ export class StoqEndpoint implements AsyncDisposable {
   }
 
   #checkOpen(what: string): void {
-    if (this.#closing) throw new StoqError("CLOSED", `Cannot ${what}: the endpoint is closed`);
+    if (this.#closing) {
+      throw new StoqError("CLOSED", `Cannot ${what}: the endpoint is closed`);
+    }
   }
 
   /** @internal */
@@ -199,8 +210,16 @@ export class StoqEndpoint implements AsyncDisposable {
     const alpn = encodeAlpn(options.alpnProtocols);
     const lib = this.#runtime.lib;
     const status = new Int32Array(1);
-    const cfg = lib.stoq_config_open(this.#runtime.rt, settings, alpn, alpn.length, status);
-    if (cfg === null) throw statusError(status[0], "create the QUIC configuration");
+    const cfg = lib.stoq_config_open(
+      this.#runtime.rt,
+      settings,
+      alpn,
+      alpn.length,
+      status,
+    );
+    if (cfg === null) {
+      throw statusError(status[0], "create the QUIC configuration");
+    }
     try {
       const st = withPemFiles(
         { cert: pem.cert, key: pem.key, ca: pem.ca },
@@ -229,8 +248,13 @@ export class StoqEndpoint implements AsyncDisposable {
     this.#checkOpen("listen");
     const cert = checkPem(options.cert, "cert");
     const key = checkPem(options.key, "key");
-    const ca = options.caCerts?.map((c, i) => checkPem(c, `caCerts[${i}]`)).join("\n");
-    const listener = new StoqListener(this, this.#runtime, options, { cert, key, ca });
+    const ca = options.caCerts?.map((c, i) => checkPem(c, `caCerts[${i}]`))
+      .join("\n");
+    const listener = new StoqListener(this, this.#runtime, options, {
+      cert,
+      key,
+      ca,
+    });
     this.#listeners.add(listener);
     this.#port = listener.addr.port;
     return listener;
@@ -247,14 +271,19 @@ export class StoqEndpoint implements AsyncDisposable {
     const host = parseHost(options.hostname);
     const port = checkPort(options.port, "port", false);
     const serverName = options.serverName ?? host.name;
-    const ca = options.caCerts?.map((c, i) => checkPem(c, `caCerts[${i}]`)).join("\n");
+    const ca = options.caCerts?.map((c, i) => checkPem(c, `caCerts[${i}]`))
+      .join("\n");
     let flags = Cred.CLIENT;
     if (options.verifyPeer) flags |= Cred.DEFER_VALIDATION;
     const certificate = options.certificate;
     const cfg = this.openConfig(options, flags, {
       ca: options.verifyPeer ? undefined : ca,
-      cert: certificate ? checkPem(certificate.cert, "certificate.cert") : undefined,
-      key: certificate ? checkPem(certificate.key, "certificate.key") : undefined,
+      cert: certificate
+        ? checkPem(certificate.cert, "certificate.cert")
+        : undefined,
+      key: certificate
+        ? checkPem(certificate.key, "certificate.key")
+        : undefined,
     });
     const lib = this.#runtime.lib;
     const status = new Int32Array(1);
@@ -270,11 +299,16 @@ export class StoqEndpoint implements AsyncDisposable {
       lib.stoq_config_close(cfg);
       throw statusError(status[0], `connect to [${host.name}]:${port}`);
     }
-    const conn = StoqConnection.create(this.#runtime, ptr, Number(lib.stoq_conn_id(ptr)), {
-      onClosed: (c) => this.#connections.delete(c),
-      verifyPeer: options.verifyPeer,
-      ownedConfig: cfg,
-    });
+    const conn = StoqConnection.create(
+      this.#runtime,
+      ptr,
+      Number(lib.stoq_conn_id(ptr)),
+      {
+        onClosed: (c) => this.#connections.delete(c),
+        verifyPeer: options.verifyPeer,
+        ownedConfig: cfg,
+      },
+    );
     this.#connections.add(conn);
     await conn.handshake;
     return conn;
@@ -337,7 +371,7 @@ export class StoqEndpoint implements AsyncDisposable {
  * const conn = await listener.accept();
  * ```
  */
-export class StoqListener implements AsyncIterable<StoqConnection>, EventSink {
+export class StoqListener implements AsyncIterable<StoqConnection> {
   readonly #endpoint: StoqEndpoint;
   readonly #runtime: Runtime;
   readonly #ptr: Deno.PointerObject;
@@ -372,7 +406,10 @@ export class StoqListener implements AsyncIterable<StoqConnection>, EventSink {
     );
     if (ptr === null) {
       runtime.lib.stoq_config_close(cfg);
-      throw statusError(status[0], `listen on [${endpoint.addr.hostname}]:${endpoint.addr.port}`);
+      throw statusError(
+        status[0],
+        `listen on [${endpoint.addr.hostname}]:${endpoint.addr.port}`,
+      );
     }
     this.#ptr = ptr;
     this.#configs.push(cfg);
@@ -381,9 +418,13 @@ export class StoqListener implements AsyncIterable<StoqConnection>, EventSink {
     runtime.register(this.#id, this);
   }
 
-  #openConfig(pem: { cert: string; key: string; ca?: string }): Deno.PointerObject {
+  #openConfig(
+    pem: { cert: string; key: string; ca?: string },
+  ): Deno.PointerObject {
     let flags = 0;
-    if (this.#options.requireClientCertificate) flags |= Cred.REQUIRE_CLIENT_AUTH;
+    if (this.#options.requireClientCertificate) {
+      flags |= Cred.REQUIRE_CLIENT_AUTH;
+    }
     if (this.#options.verifyPeer) flags |= Cred.DEFER_VALIDATION;
     return this.#endpoint.openConfig(this.#options, flags, {
       cert: pem.cert,
@@ -394,7 +435,11 @@ export class StoqListener implements AsyncIterable<StoqConnection>, EventSink {
 
   /** The bound address. */
   get addr(): { hostname: string; port: number; transport: "quic" } {
-    return { hostname: this.#endpoint.addr.hostname, port: this.#port, transport: "quic" };
+    return {
+      hostname: this.#endpoint.addr.hostname,
+      port: this.#port,
+      transport: "quic",
+    };
   }
 
   /**
@@ -403,7 +448,12 @@ export class StoqListener implements AsyncIterable<StoqConnection>, EventSink {
    * @throws {StoqError} `INVALID_ARGUMENT` when the PEM cannot be loaded (the old one stays).
    */
   setCertificate(certificate: StoqCertificate): void {
-    if (this.#stopped) throw new StoqError("CLOSED", "Cannot set a certificate: the listener is stopped");
+    if (this.#stopped) {
+      throw new StoqError(
+        "CLOSED",
+        "Cannot set a certificate: the listener is stopped",
+      );
+    }
     const cfg = this.#openConfig({
       cert: checkPem(certificate.cert, "cert"),
       key: checkPem(certificate.key, "key"),
@@ -420,7 +470,9 @@ export class StoqListener implements AsyncIterable<StoqConnection>, EventSink {
     const ready = this.#ready.shift();
     if (ready) return Promise.resolve(ready);
     if (this.#stopped) {
-      return Promise.reject(new StoqError("CLOSED", "Cannot accept: the listener is stopped"));
+      return Promise.reject(
+        new StoqError("CLOSED", "Cannot accept: the listener is stopped"),
+      );
     }
     const w = Promise.withResolvers<StoqConnection>();
     this.#waiters.push(w);
@@ -451,6 +503,7 @@ export class StoqListener implements AsyncIterable<StoqConnection>, EventSink {
     this.#endpoint.listenerClosed(this);
   }
 
+  /** Yields connections as they complete their handshake, until the listener stops. */
   async *[Symbol.asyncIterator](): AsyncIterableIterator<StoqConnection> {
     while (true) {
       try {

@@ -7,7 +7,7 @@
 
 import {
   Count,
-  Op,
+  type Op,
   openLibrary,
   RECORD_SIZE,
   Records,
@@ -51,7 +51,11 @@ export class Runtime {
   #pump: Promise<void> | undefined;
   #idleWaiters: (() => void)[] = [];
 
-  private constructor(lib: StoqSymbols, rt: Deno.PointerObject, profile: ExecutionProfile) {
+  private constructor(
+    lib: StoqSymbols,
+    rt: Deno.PointerObject,
+    profile: ExecutionProfile,
+  ) {
     this.lib = lib;
     this.rt = rt;
     this.profile = profile;
@@ -64,7 +68,9 @@ export class Runtime {
       const lib = openLibrary(libraryPath);
       const status = new Int32Array(1);
       const rt = lib.stoq_rt_open(profile === "max-throughput" ? 1 : 0, status);
-      if (rt === null) throw statusError(status[0], "open the msquic registration");
+      if (rt === null) {
+        throw statusError(status[0], "open the msquic registration");
+      }
       runtime = new Runtime(lib, rt, profile);
       Runtime.#byProfile.set(profile, runtime);
     }
@@ -81,7 +87,9 @@ export class Runtime {
     this.#refs--;
     if (this.#refs > 0) return Promise.resolve();
     if (!this.#pump) return Promise.resolve();
-    const idle = new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+    const idle = new Promise<void>((resolve) =>
+      this.#idleWaiters.push(resolve)
+    );
     this.lib.stoq_rt_wake(this.rt);
     return idle;
   }
@@ -144,7 +152,15 @@ export class Runtime {
     const ptr = bytes.byteLength === 0
       ? 0n
       : Deno.UnsafePointer.value(Deno.UnsafePointer.of(bytes)) as bigint;
-    this.submit(op, handle, ptr, BigInt(bytes.byteLength), fin ? 1n : 0n, done, bytes);
+    this.submit(
+      op,
+      handle,
+      ptr,
+      BigInt(bytes.byteLength),
+      fin ? 1n : 0n,
+      done,
+      bytes,
+    );
   }
 
   /** Hands every queued operation to the shim now. */
@@ -172,7 +188,9 @@ export class Runtime {
         this.flush();
         batches = 0;
         const r = await lib.stoq_rt_wait(rt, -1);
-        if (r < 0) throw new StoqError("NATIVE_ERROR", `stoq_rt_wait failed with ${r}`);
+        if (r < 0) {
+          throw new StoqError("NATIVE_ERROR", `stoq_rt_wait failed with ${r}`);
+        }
         continue;
       }
       for (let i = 0; i < n; i++) {

@@ -12,7 +12,8 @@ import type { EventSink, Runtime } from "./runtime.ts";
 import { statusError } from "./status.ts";
 
 /** The receiving half of a stream. Cancel with a number to send STOP_SENDING with that code. */
-export interface StoqReceiveStream extends ReadableStream<Uint8Array<ArrayBuffer>> {
+export interface StoqReceiveStream
+  extends ReadableStream<Uint8Array<ArrayBuffer>> {
   /** 62-bit QUIC stream ID. */
   readonly id: bigint;
 }
@@ -42,14 +43,20 @@ export interface StreamOwner {
 
 // Writes resolve at once while fewer bytes than this are unacknowledged (or msquic's ideal
 // send buffer, if larger): enough to keep loopback and LAN paths full without send buffering.
-const MIN_SEND_WINDOW = Number(Deno.env.get("SW") ?? 4 * 1024 * 1024);
+const MIN_SEND_WINDOW = 16 * 1024 * 1024;
 // The readable queues this many bytes before holding msquic's buffers (and so flow control).
 const READ_HIGH_WATER = 1024 * 1024;
 
 function appCode(reason: unknown): bigint {
-  if (typeof reason === "bigint" && reason >= 0n && reason < 2n ** 62n) return reason;
-  if (typeof reason === "number" && Number.isInteger(reason) && reason >= 0) return BigInt(reason);
-  if (reason instanceof StoqError && reason.appCode !== undefined) return reason.appCode;
+  if (typeof reason === "bigint" && reason >= 0n && reason < 2n ** 62n) {
+    return reason;
+  }
+  if (typeof reason === "number" && Number.isInteger(reason) && reason >= 0) {
+    return BigInt(reason);
+  }
+  if (reason instanceof StoqError && reason.appCode !== undefined) {
+    return reason.appCode;
+  }
   return 0n;
 }
 
@@ -165,27 +172,43 @@ export class StreamCore implements EventSink {
         this.#wakeWriters();
         break;
       case Ev.STREAM_PEER_SEND_SHUTDOWN:
-        // msquic reports the FIN when it arrives, possibly before all data was indicated; the
-        // readable ends on the RECV record that carries the FIN flag instead.
+        // msquic raises this only once every byte up to the FIN was indicated and completed
+        // (QuicStreamReceiveComplete). When the FIN arrived after the last data indication, no
+        // RECV record carries the FIN flag: this event is then the only end-of-stream signal.
+        this.#fin = true;
+        this.#deliver(false);
         break;
       case Ev.STREAM_PEER_SEND_ABORTED: {
         const code = ev.big(i, 1);
         this.#failRead(
-          new StoqError("PEER_RESET", `The peer reset the stream with code ${code}`, {
-            appCode: code,
-          }),
+          new StoqError(
+            "PEER_RESET",
+            `The peer reset the stream with code ${code}`,
+            {
+              appCode: code,
+            },
+          ),
         );
         break;
       }
       case Ev.STREAM_PEER_RECV_ABORTED: {
         const code = ev.big(i, 1);
         this.#failSend(
-          new StoqError("PEER_STOPPED", `The peer stopped reading with code ${code}`, {
-            appCode: code,
-          }),
+          new StoqError(
+            "PEER_STOPPED",
+            `The peer stopped reading with code ${code}`,
+            {
+              appCode: code,
+            },
+          ),
         );
         // Answer STOP_SENDING with RESET_STREAM so the stream can finish.
-        this.#rt.submit(Op.STREAM_SHUTDOWN, this.ptr, BigInt(StreamShutdown.ABORT_SEND), code);
+        this.#rt.submit(
+          Op.STREAM_SHUTDOWN,
+          this.ptr,
+          BigInt(StreamShutdown.ABORT_SEND),
+          code,
+        );
         break;
       }
       case Ev.STREAM_SEND_SHUTDOWN_COMPLETE: {
@@ -218,7 +241,10 @@ export class StreamCore implements EventSink {
       const chunks: Uint8Array<ArrayBuffer>[] = [];
       for (let k = 0; k < bufs.length; k += 2) {
         const chunk = new Uint8Array(bufs[k + 1]);
-        Deno.UnsafePointerView.copyInto(Deno.UnsafePointer.create(BigInt(bufs[k]))!, chunk);
+        Deno.UnsafePointerView.copyInto(
+          Deno.UnsafePointer.create(BigInt(bufs[k]))!,
+          chunk,
+        );
         chunks.push(chunk);
       }
       this.#releaseHeld();
@@ -300,17 +326,34 @@ export class StreamCore implements EventSink {
 
   #closeSend(): Promise<void> {
     if (this.#sendError) return Promise.reject(this.#sendError);
-    if (this.#closed || this.#sendDone) return Promise.reject(this.#owner.failure());
+    if (this.#closed || this.#sendDone) {
+      return Promise.reject(this.#owner.failure());
+    }
     this.#closeWaiter = Promise.withResolvers<void>();
-    this.#rt.submit(Op.STREAM_SHUTDOWN, this.ptr, BigInt(StreamShutdown.GRACEFUL), 0n);
+    this.#rt.submit(
+      Op.STREAM_SHUTDOWN,
+      this.ptr,
+      BigInt(StreamShutdown.GRACEFUL),
+      0n,
+    );
     return this.#closeWaiter.promise;
   }
 
   #abortSend(reason: unknown): void {
     const code = appCode(reason);
-    this.#failSend(new StoqError("CLOSED", `The stream was aborted locally with code ${code}`));
+    this.#failSend(
+      new StoqError(
+        "CLOSED",
+        `The stream was aborted locally with code ${code}`,
+      ),
+    );
     if (!this.#closed && !this.#sendDone) {
-      this.#rt.submit(Op.STREAM_SHUTDOWN, this.ptr, BigInt(StreamShutdown.ABORT_SEND), code);
+      this.#rt.submit(
+        Op.STREAM_SHUTDOWN,
+        this.ptr,
+        BigInt(StreamShutdown.ABORT_SEND),
+        code,
+      );
     }
   }
 
@@ -336,7 +379,9 @@ export class StreamCore implements EventSink {
     this.#started?.reject(err);
     this.#started = undefined;
     this.#failRead(err);
-    if (!this.#sendDone || this.#writeWaiters.length > 0 || this.#closeWaiter) this.#failSend(err);
+    if (!this.#sendDone || this.#writeWaiters.length > 0 || this.#closeWaiter) {
+      this.#failSend(err);
+    }
     this.#closed = true;
     this.#rt.unregister(this.id);
     this.#rt.lib.stoq_stream_close(this.ptr);

@@ -107,6 +107,12 @@ export interface IssueOptions {
    * @default {CertificateAuthorityOptions.defaultLifetimeMs}
    */
   lifetimeMs?: number;
+  /**
+   * Decides, after the policy checks and before anything is signed, whether the requester may
+   * have these names (e.g. a CA service checking an enrollment token).
+   * @default {undefined} (the policy alone decides)
+   */
+  authorize?: (names: string[]) => boolean | Promise<boolean>;
 }
 
 /** A certificate the CA issued. */
@@ -399,6 +405,37 @@ async function _checkTrusted(
 }
 
 /**
+ * A new P-256 key pair and a CSR for one DNS name (internal: shared with the service client).
+ *
+ * @param name The DNS name.
+ * @returns The CSR (DER) and the private key (PKCS#8 PEM).
+ */
+export async function _createKeyAndCsr(
+  name: string,
+): Promise<{ csr: Uint8Array; key: string }> {
+  const keys = await crypto.subtle.generateKey(EC, true, [
+    "sign",
+    "verify",
+  ]) as CryptoKeyPair;
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    name: `CN=${name}`,
+    keys,
+    signingAlgorithm: EC_SIGN,
+    extensions: [
+      new x509.SubjectAlternativeNameExtension([{
+        type: "dns",
+        value: name,
+      }]),
+    ],
+  });
+  const key = _pem(
+    new Uint8Array(await crypto.subtle.exportKey("pkcs8", keys.privateKey)),
+    "PRIVATE KEY",
+  );
+  return { csr: new Uint8Array(csr.rawData), key };
+}
+
+/**
  * A certificate authority with its transparency log.
  *
  * @example Provisioning an app identity for a STOQ listener
@@ -597,6 +634,11 @@ export class CertificateAuthority {
     };
   }
 
+  /** The domain {@linkcode CertificateAuthority.provision} appends to bare app names. */
+  get domain(): string {
+    return this.#domain;
+  }
+
   /** The root certificate DER. */
   get rootDer(): Uint8Array {
     return new Uint8Array(this.#root.rawData);
@@ -655,7 +697,8 @@ export class CertificateAuthority {
    * @param opts Issuance options.
    * @returns The certificate and proof.
    * @throws {StoqError} `CSR_MALFORMED`, `CSR_BAD_SIGNATURE`, `KEY_UNSUPPORTED`, `SAN_IPV4`,
-   * `NAME_NOT_ALLOWED`, `LIFETIME_TOO_LONG`, or `STORE_ERROR`.
+   * `NAME_NOT_ALLOWED`, `LIFETIME_TOO_LONG`, `UNAUTHORIZED` (refused by `opts.authorize`), or
+   * `STORE_ERROR`.
    *
    * @example Refusing a long lifetime
    * ```ts
@@ -690,6 +733,12 @@ export class CertificateAuthority {
       throw new StoqError(
         "LIFETIME_TOO_LONG",
         `Requested lifetime ${lifetime} ms exceeds this CA's maximum ${this.#maxLifetime} ms: ask for less`,
+      );
+    }
+    if (opts.authorize && !(await opts.authorize([...names]))) {
+      throw new StoqError(
+        "UNAUTHORIZED",
+        `The requester may not have ${names.join(", ")}: check its credentials`,
       );
     }
     // X.509 times have one-second precision; truncate so the Falcon message matches the cert.
@@ -810,26 +859,8 @@ export class CertificateAuthority {
       );
     }
     const name = app.includes(".") ? app : `${app}.${this.#domain}`;
-    const keys = await crypto.subtle.generateKey(EC, true, [
-      "sign",
-      "verify",
-    ]) as CryptoKeyPair;
-    const csr = await x509.Pkcs10CertificateRequestGenerator.create({
-      name: `CN=${name}`,
-      keys,
-      signingAlgorithm: EC_SIGN,
-      extensions: [
-        new x509.SubjectAlternativeNameExtension([{
-          type: "dns",
-          value: name,
-        }]),
-      ],
-    });
-    const issued = await this.issue(new Uint8Array(csr.rawData), opts);
-    const key = _pem(
-      new Uint8Array(await crypto.subtle.exportKey("pkcs8", keys.privateKey)),
-      "PRIVATE KEY",
-    );
+    const { csr, key } = await _createKeyAndCsr(name);
+    const issued = await this.issue(csr, opts);
     return {
       ...issued,
       cert: `${issued.pem}\n${this.rootPem}\n`,

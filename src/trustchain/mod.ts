@@ -7,6 +7,12 @@
  * - {@linkcode SqliteCaStore}: one SQLite file per CA, one transaction per issuance.
  * - {@linkcode Federation}: signed trust bundle and `verifyPeer` for the transport.
  * - {@linkcode CertificateRotator}: renews an identity at two thirds of its lifetime.
+ * - On STOQ: {@linkcode listenWithIdentity} serves a self-renewing identity (optionally requiring
+ *   federation client certificates), {@linkcode connectWithFederation} validates servers against
+ *   the federation and their transparency proofs, {@linkcode peerIdentity} says who a peer is.
+ * - {@linkcode TrustChainService} serves a CA over STOQ (ALPN `trustchain/1`: issuance, status,
+ *   proofs, bundle, tree heads); {@linkcode TrustChainClient} provisions apps remotely and
+ *   {@linkcode evidenceFromServices} feeds a federation proofs fetched from the services.
  *
  * @example Provision, then validate as a federated peer
  * ```ts
@@ -92,6 +98,28 @@ export {
   type RotationClock,
   SYSTEM_CLOCK,
 } from "./rotation.ts";
+export {
+  evidenceFromServices,
+  type IssueRequest,
+  type ServiceInfo,
+  TRUSTCHAIN_ALPN,
+  TrustChainClient,
+  type TrustChainClientOptions,
+  TrustChainService,
+  type TrustChainServiceOptions,
+} from "./service.ts";
+export {
+  connectWithFederation,
+  type FederatedConnectOptions,
+  federationVerifier,
+  type FederationVerifierOptions,
+  IdentityListener,
+  type IdentityListenOptions,
+  type IdentityRotationOptions,
+  listenWithIdentity,
+  peerChain,
+  peerIdentity,
+} from "./stoq.ts";
 export {
   canonicalSerial,
   type RevocationReason,

@@ -77,6 +77,7 @@ export class CertificateRotator implements Disposable {
   #current: ProvisionedIdentity | undefined;
   #timer: number | undefined;
   #closed = false;
+  #started = false;
   #renewals = 0;
 
   /**
@@ -130,6 +131,7 @@ export class CertificateRotator implements Disposable {
    */
   async start(): Promise<ProvisionedIdentity> {
     if (this.#closed) throw new TypeError("Cannot start rotator: it is closed");
+    this.#started = true;
     if (!this.#current) {
       this.#current = await this.#opts.provision();
       if (this.#closed) return this.#current;
@@ -175,6 +177,37 @@ export class CertificateRotator implements Disposable {
     this.#renewals++;
     this.#opts.onRenew(next);
     this.#schedule();
+  }
+
+  /**
+   * Renews now, whatever the schedule (e.g. after a key compromise or a federation change),
+   * emits the new identity and, once started, schedules the next renewal from it.
+   *
+   * @returns The new identity.
+   * @throws {TypeError} When the rotator is closed; whatever `provision` throws (the current
+   * identity then stays and the schedule is unchanged).
+   *
+   * @example Forcing a renewal
+   * ```ts
+   * import { CertificateAuthority, CertificateRotator, MemoryCaStore } from "./mod.ts";
+   * const ca = await CertificateAuthority.open({ name: "demo", store: new MemoryCaStore() });
+   * using rotator = new CertificateRotator({ provision: () => ca.provision("my-app"), onRenew: () => {} });
+   * const first = await rotator.start();
+   * const next = await rotator.renewNow();
+   * console.log(next.serial !== first.serial, rotator.renewals); // true 1
+   * ```
+   */
+  async renewNow(): Promise<ProvisionedIdentity> {
+    if (this.#closed) {
+      throw new TypeError("Cannot renew: the rotator is closed");
+    }
+    const next = await this.#opts.provision();
+    if (this.#closed) return next;
+    this.#current = next;
+    this.#renewals++;
+    this.#opts.onRenew(next);
+    if (this.#started) this.#schedule();
+    return next;
   }
 
   /** Cancels the pending renewal; idempotent. */

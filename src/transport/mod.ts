@@ -1,0 +1,28 @@
+/**
+ * STOQ transport: IPv6 QUIC endpoints, connections and streams over msquic.
+ *
+ * @module
+ */
+export {
+  type StoqCertificate,
+  type StoqConnectOptions,
+  StoqEndpoint,
+  type StoqEndpointOptions,
+  StoqListener,
+  type StoqListenOptions,
+} from "./endpoint.ts";
+export {
+  type PeerCertificate,
+  type PeerVerifier,
+  type StoqAddr,
+  type StoqCloseInfo,
+  StoqConnection,
+  type StoqConnectionStats,
+} from "./connection.ts";
+export type {
+  StoqBidirectionalStream,
+  StoqReceiveStream,
+  StoqSendStream,
+} from "./stream.ts";
+export type { CongestionControl, StoqTransportOptions } from "./options.ts";
+export type { ExecutionProfile } from "./runtime.ts";
