@@ -59,6 +59,7 @@ struct stoq_conn {
    * negotiated ALPN cannot be read back with GetParam later. */
   uint8_t alpn_len;
   uint8_t alpn[255];
+  uint8_t dgram_state_seen; /* a DATAGRAM_STATE_CHANGED reached us (only on msquic's thread) */
 };
 
 struct stoq_stream {
@@ -315,8 +316,10 @@ int32_t stoq_config_load(stoq_config* c, uint32_t flags, const char* cert_file,
   cred.Flags = QUIC_CREDENTIAL_FLAG_NONE;
   if (flags & STOQ_CRED_CLIENT) cred.Flags |= QUIC_CREDENTIAL_FLAG_CLIENT;
   if (flags & STOQ_CRED_NO_VALIDATION) cred.Flags |= QUIC_CREDENTIAL_FLAG_NO_CERTIFICATE_VALIDATION;
+  /* Deferred: OpenSSL still checks the chain (unless NO_VALIDATION) and reports its verdict with
+   * the certificate; JS decides. */
   if (flags & STOQ_CRED_DEFER_VALIDATION)
-    cred.Flags |= QUIC_CREDENTIAL_FLAG_NO_CERTIFICATE_VALIDATION |
+    cred.Flags |= QUIC_CREDENTIAL_FLAG_DEFER_CERTIFICATE_VALIDATION |
                   QUIC_CREDENTIAL_FLAG_INDICATE_CERTIFICATE_RECEIVED |
                   QUIC_CREDENTIAL_FLAG_USE_PORTABLE_CERTIFICATES;
   if (flags & STOQ_CRED_REQUIRE_CLIENT_AUTH)
@@ -476,6 +479,29 @@ static uint8_t* dup_buffer(const QUIC_BUFFER* b) {
   return p;
 }
 
+/* A server learns the client's datagram transport parameter while msquic still owns the new
+ * connection, so msquic never indicates DATAGRAM_STATE_CHANGED for it (until a later MTU change).
+ * Report the state at CONNECTED instead, with a length that fits any connection ID (msquic's own
+ * limit, computed with the real CID length, is at least this). */
+static void conn_report_dgram_state(stoq_conn* c) {
+  stoq_rt* rt = c->rt;
+  uint8_t enabled = 0;
+  uint32_t len = sizeof enabled;
+  if (QUIC_FAILED(rt->api->GetParam(c->h, QUIC_PARAM_CONN_DATAGRAM_SEND_ENABLED, &len, &enabled)))
+    return;
+  QUIC_STATISTICS_V2 st;
+  memset(&st, 0, sizeof st);
+  len = sizeof st;
+  uint64_t max = 0;
+  if (enabled && QUIC_SUCCEEDED(rt->api->GetParam(c->h, QUIC_PARAM_CONN_STATISTICS_V2, &len, &st))) {
+    /* IPv6 + UDP headers, short header with a 20-byte CID and 4-byte packet number, DATAGRAM
+     * frame type and length, AEAD tag. */
+    uint32_t overhead = 40 + 8 + (1 + 20 + 4) + 3 + 16;
+    if (st.SendPathMtu > overhead) max = st.SendPathMtu - overhead;
+  }
+  push(rt, STOQ_EV_CONN_DGRAM_STATE, c->id, 0, max > 0, max, 0);
+}
+
 static QUIC_STATUS QUIC_API conn_cb(HQUIC h, void* ctx, QUIC_CONNECTION_EVENT* ev) {
   (void)h;
   stoq_conn* c = ctx;
@@ -484,6 +510,7 @@ static QUIC_STATUS QUIC_API conn_cb(HQUIC h, void* ctx, QUIC_CONNECTION_EVENT* e
     case QUIC_CONNECTION_EVENT_CONNECTED:
       c->alpn_len = ev->CONNECTED.NegotiatedAlpnLength;
       memcpy(c->alpn, ev->CONNECTED.NegotiatedAlpn, c->alpn_len);
+      if (!c->dgram_state_seen) conn_report_dgram_state(c);
       push(rt, STOQ_EV_CONN_CONNECTED, c->id, 0, ev->CONNECTED.SessionResumed, 0, 0);
       break;
     case QUIC_CONNECTION_EVENT_SHUTDOWN_INITIATED_BY_TRANSPORT:
@@ -512,6 +539,7 @@ static QUIC_STATUS QUIC_API conn_cb(HQUIC h, void* ctx, QUIC_CONNECTION_EVENT* e
            ev->STREAMS_AVAILABLE.UnidirectionalCount, 0);
       break;
     case QUIC_CONNECTION_EVENT_DATAGRAM_STATE_CHANGED:
+      c->dgram_state_seen = 1;
       push(rt, STOQ_EV_CONN_DGRAM_STATE, c->id, 0, ev->DATAGRAM_STATE_CHANGED.SendEnabled,
            ev->DATAGRAM_STATE_CHANGED.MaxSendLength, 0);
       break;

@@ -61,6 +61,8 @@ export async function pair(options: PairOptions = {}): Promise<Pair> {
     });
     client = new StoqEndpoint();
     const accepted = listener.accept();
+    // When the handshake fails, the listener is stopped and this rejects unobserved.
+    accepted.catch(() => {});
     const conn = await client.connect({
       hostname: "::1",
       port: listener.addr.port,

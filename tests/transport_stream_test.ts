@@ -149,7 +149,6 @@ Deno.test("readable.cancel(code) sends STOP_SENDING: the peer's writer rejects w
     while (true) await w.write(chunk);
   })());
   if ((err as Error).message.includes("connection is closed")) {
-    console.log("DBG", (err as Error).stack);
   }
   const e = assertStoqError(err, "PEER_STOPPED");
   assert.equal(e.appCode, 77n);

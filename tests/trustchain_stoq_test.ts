@@ -2,10 +2,7 @@
 // mutual TLS and the CA service.
 import assert from "node:assert/strict";
 import { StoqError, type StoqErrorCode } from "../src/errors.ts";
-import {
-  type StoqConnection,
-  StoqEndpoint,
-} from "../src/transport/mod.ts";
+import { type StoqConnection, StoqEndpoint } from "../src/transport/mod.ts";
 import {
   CertificateAuthority,
   connectWithFederation,
@@ -19,8 +16,8 @@ import {
   type ProvisionedIdentity,
   type RotationClock,
   type SignedTrustBundle,
-  TRUSTCHAIN_ALPN,
   type TrustBundle,
+  TRUSTCHAIN_ALPN,
   TrustChainClient,
   TrustChainService,
 } from "../src/trustchain/mod.ts";
@@ -403,10 +400,15 @@ Deno.test("the CA service provisions a remote app end to end over STOQ", async (
 
     // The rest of the service answers too.
     assert.equal((await userClient.status(issued.serial)).status, "good");
-    assert.equal((await userClient.proof(issued.serial))?.leafIndex, issued.proof.leafIndex);
+    assert.equal(
+      (await userClient.proof(issued.serial))?.leafIndex,
+      issued.proof.leafIndex,
+    );
     assert.equal(await userClient.proof("abcdef"), undefined);
     assert.match(await userClient.checkpoint(), /^stoq\.trustchain\/ca-1\n/);
-    assert.ok((await userClient.treeHead())?.startsWith("stoq.trustchain/ca-1\n"));
+    assert.ok(
+      (await userClient.treeHead())?.startsWith("stoq.trustchain/ca-1\n"),
+    );
     assert.ok(Array.isArray(await userClient.consistencyProof(1)));
     assert.match(await userClient.revocationList(), /BEGIN X509 CRL/);
 

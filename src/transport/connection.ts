@@ -7,6 +7,7 @@
 import { Ev, Op, type Records, Stat } from "../../ffi/mod.ts";
 import { StoqError } from "../errors.ts";
 import { formatIPv6 } from "./address.ts";
+import { certificateNames } from "./peer_name.ts";
 import type { Runtime } from "./runtime.ts";
 import { connectionError, statusError } from "./status.ts";
 import {
@@ -83,6 +84,10 @@ export interface ConnectionHooks {
   onClosed(conn: StoqConnection): void;
   /** Deferred validation of the peer certificate. */
   verifyPeer?: PeerVerifier;
+  /** The name the peer's certificate must carry (clients). */
+  serverName?: string;
+  /** Whether OpenSSL checked the chain, so its verdict must be honoured. */
+  chainChecked?: boolean;
   /** A native configuration to close together with this connection. */
   ownedConfig?: Deno.PointerObject;
 }
@@ -473,9 +478,28 @@ export class StoqConnection implements AsyncDisposable {
     };
     const peer = { leaf: copy(1), chain: copy(3) };
     this.#peerCertificate = peer;
-    const verify = this.#hooks.verifyPeer;
+    const { verifyPeer, serverName, chainChecked } = this.#hooks;
+    const chainStatus = ev.status(i);
+    const reject = (why: string) => {
+      this.#error ??= new StoqError("CERTIFICATE_REJECTED", why);
+      return false;
+    };
     Promise.resolve()
-      .then(() => (verify ? verify(peer) : false))
+      .then(() => {
+        if (chainChecked && chainStatus !== 0) {
+          return reject(
+            `The peer's certificate chain does not lead to a trusted CA (status ${chainStatus}): pass the issuing CA in caCerts`,
+          );
+        }
+        if (
+          serverName !== undefined && !certificateNames(peer.leaf, serverName)
+        ) {
+          return reject(
+            `The peer's certificate is not valid for '${serverName}': connect with the name it carries (serverName) or fix its subjectAltName`,
+          );
+        }
+        return verifyPeer ? verifyPeer(peer) : true;
+      })
       .catch(() => false)
       .then((ok) => {
         if (!this.#native) return;

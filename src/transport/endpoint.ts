@@ -273,11 +273,15 @@ export class StoqEndpoint implements AsyncDisposable {
     const serverName = options.serverName ?? host.name;
     const ca = options.caCerts?.map((c, i) => checkPem(c, `caCerts[${i}]`))
       .join("\n");
-    let flags = Cred.CLIENT;
-    if (options.verifyPeer) flags |= Cred.DEFER_VALIDATION;
+    // Validation is always deferred to JS: OpenSSL checks the chain against caCerts, but msquic
+    // never checks the server name, so the connection does. A verifyPeer without caCerts
+    // replaces OpenSSL's chain check (TrustChain federations).
+    const jsOnly = options.verifyPeer !== undefined && ca === undefined;
+    let flags = Cred.CLIENT | Cred.DEFER_VALIDATION;
+    if (jsOnly) flags |= Cred.NO_VALIDATION;
     const certificate = options.certificate;
     const cfg = this.openConfig(options, flags, {
-      ca: options.verifyPeer ? undefined : ca,
+      ca,
       cert: certificate
         ? checkPem(certificate.cert, "certificate.cert")
         : undefined,
@@ -306,6 +310,8 @@ export class StoqEndpoint implements AsyncDisposable {
       {
         onClosed: (c) => this.#connections.delete(c),
         verifyPeer: options.verifyPeer,
+        serverName: jsOnly ? undefined : serverName,
+        chainChecked: !jsOnly,
         ownedConfig: cfg,
       },
     );
@@ -425,7 +431,9 @@ export class StoqListener implements AsyncIterable<StoqConnection> {
     if (this.#options.requireClientCertificate) {
       flags |= Cred.REQUIRE_CLIENT_AUTH;
     }
-    if (this.#options.verifyPeer) flags |= Cred.DEFER_VALIDATION;
+    if (this.#options.verifyPeer) {
+      flags |= Cred.DEFER_VALIDATION | Cred.NO_VALIDATION;
+    }
     return this.#endpoint.openConfig(this.#options, flags, {
       cert: pem.cert,
       key: pem.key,

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { Ev, Op, type Records, StreamShutdown } from "../../ffi/mod.ts";
+import { Ev, Op, type Records, Status, StreamShutdown } from "../../ffi/mod.ts";
 import { StoqError } from "../errors.ts";
 import type { EventSink, Runtime } from "./runtime.ts";
 import { statusError } from "./status.ts";
@@ -85,6 +85,7 @@ export class StreamCore implements EventSink {
   #outstanding = 0;
   #window = MIN_SEND_WINDOW;
   #writeWaiters: PromiseWithResolvers<void>[] = [];
+  #refusedWrites: PromiseWithResolvers<void>[] = [];
   #sendError: StoqError | undefined;
   #closeWaiter: PromiseWithResolvers<void> | undefined;
   #sendDone = false;
@@ -308,7 +309,13 @@ export class StreamCore implements EventSink {
     this.#rt.submitBytes(Op.STREAM_SEND, this.ptr, chunk, false, (status) => {
       if (status !== 0) {
         this.#outstanding -= len;
-        done.reject(this.#sendError ?? this.#owner.failure());
+        if (!this.#sendError && !this.#closed && status === Status.ABORTED) {
+          // msquic refuses sends as soon as the peer's STOP_SENDING (or close) is processed on
+          // its thread, before that event reaches us: reject with the reason once it does.
+          this.#refusedWrites.push(done);
+        } else {
+          done.reject(this.#sendError ?? this.#owner.failure());
+        }
       } else if (this.#outstanding < this.#window || this.#sendError) {
         done.resolve();
       } else {
@@ -361,6 +368,8 @@ export class StreamCore implements EventSink {
     this.#sendError ??= err;
     for (const w of this.#writeWaiters) w.reject(this.#sendError);
     this.#writeWaiters = [];
+    for (const w of this.#refusedWrites) w.reject(this.#sendError);
+    this.#refusedWrites = [];
     this.#closeWaiter?.reject(this.#sendError);
     this.#closeWaiter = undefined;
   }
@@ -379,7 +388,11 @@ export class StreamCore implements EventSink {
     this.#started?.reject(err);
     this.#started = undefined;
     this.#failRead(err);
-    if (!this.#sendDone || this.#writeWaiters.length > 0 || this.#closeWaiter) {
+    if (
+      !this.#sendDone || this.#writeWaiters.length > 0 ||
+      this.#refusedWrites.length > 0 ||
+      this.#closeWaiter
+    ) {
       this.#failSend(err);
     }
     this.#closed = true;

@@ -17,8 +17,9 @@ import {
   type TransparencyProof,
 } from "./ct_log.ts";
 import { openNote, parseCheckpoint } from "./checkpoint.ts";
+import * as der from "./_der.ts";
 import {
-  _falconExtension as falconExtension,
+  FALCON_COSIGNATURE_OID,
   falconCertificateMessage,
   type FalconKeyPair,
   falconSign,
@@ -38,7 +39,14 @@ import {
   type SignedStatus,
   statusMessage,
 } from "./status.ts";
-import { buf, bytesToHex, fromBase64, toBase64 } from "./_bytes.ts";
+import {
+  buf,
+  bytesToHex,
+  concatBytes,
+  fromBase64,
+  hexToBytes,
+  toBase64,
+} from "./_bytes.ts";
 
 const EC = { name: "ECDSA", namedCurve: "P-256" } as const;
 const EC_SIGN = {
@@ -198,7 +206,8 @@ const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
 
 /** The checked contents of a CSR. */
 interface _CheckedCsr {
-  publicKey: x509.PublicKey;
+  /** SubjectPublicKeyInfo DER. */
+  spki: Uint8Array;
   names: string[];
 }
 
@@ -292,6 +301,18 @@ async function _checkCsr(
       "The CSR names nothing: add a DNS subjectAltName",
     );
   }
+  _checkNames(names, allowed);
+  return {
+    spki: new Uint8Array(req.publicKey.rawData),
+    names: [...new Set(names)],
+  };
+}
+
+/** Throws unless every name is a DNS name the policy allows. */
+function _checkNames(
+  names: readonly string[],
+  allowed: readonly string[],
+): void {
   for (const name of names) {
     if (IPV4.test(name)) {
       throw new StoqError(
@@ -308,7 +329,6 @@ async function _checkCsr(
       );
     }
   }
-  return { publicKey: req.publicKey, names: [...new Set(names)] };
 }
 
 function _pem(der: Uint8Array, label: string): string {
@@ -412,27 +432,28 @@ async function _checkTrusted(
  */
 export async function _createKeyAndCsr(
   name: string,
-): Promise<{ csr: Uint8Array; key: string }> {
+): Promise<{ csr: Uint8Array; key: string; spki: Uint8Array }> {
+  const k = await _newKey();
+  return { csr: await der.buildCsr(name, k.spki, k.privateKey), ...k };
+}
+
+/** A new P-256 key pair: SPKI DER, PKCS#8 PEM and the WebCrypto private key. */
+async function _newKey(): Promise<
+  { spki: Uint8Array; key: string; privateKey: CryptoKey }
+> {
   const keys = await crypto.subtle.generateKey(EC, true, [
     "sign",
     "verify",
   ]) as CryptoKeyPair;
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
-    name: `CN=${name}`,
-    keys,
-    signingAlgorithm: EC_SIGN,
-    extensions: [
-      new x509.SubjectAlternativeNameExtension([{
-        type: "dns",
-        value: name,
-      }]),
-    ],
-  });
-  const key = _pem(
-    new Uint8Array(await crypto.subtle.exportKey("pkcs8", keys.privateKey)),
-    "PRIVATE KEY",
-  );
-  return { csr: new Uint8Array(csr.rawData), key };
+  const [point, pkcs8] = await Promise.all([
+    crypto.subtle.exportKey("raw", keys.publicKey),
+    crypto.subtle.exportKey("pkcs8", keys.privateKey),
+  ]);
+  return {
+    spki: der.p256Spki(new Uint8Array(point)),
+    key: _pem(new Uint8Array(pkcs8), "PRIVATE KEY"),
+    privateKey: keys.privateKey,
+  };
 }
 
 /**
@@ -466,7 +487,8 @@ export class CertificateAuthority {
   readonly #falconCerts: boolean;
   readonly #now: () => Date;
   #queue: Promise<unknown> = Promise.resolve();
-  #aki: x509.AuthorityKeyIdentifierExtension | undefined;
+  #fixedExtensions: Uint8Array | undefined;
+  readonly #issuer: Uint8Array;
   #closed = false;
 
   private constructor(
@@ -482,6 +504,7 @@ export class CertificateAuthority {
     this.name = opts.name;
     this.#store = opts.store;
     this.#root = state.root;
+    this.#issuer = new Uint8Array(state.root.subjectName.toArrayBuffer());
     this.#rootKey = state.rootKey;
     this.#logKeys = state.logKeys;
     this.#falcon = state.logKeys.falcon;
@@ -728,7 +751,16 @@ export class CertificateAuthority {
   ): Promise<IssuedCertificate> {
     const lifetime = opts.lifetimeMs ?? this.#defaultLifetime;
     _checkLifetime("lifetimeMs", lifetime);
-    const { publicKey, names } = await _checkCsr(csr, this.#allowed);
+    const checked = await _checkCsr(csr, this.#allowed);
+    return await this.#issueChecked(checked, lifetime, opts);
+  }
+
+  /** Signs, logs and commits a certificate for a key and names that passed the CSR checks. */
+  async #issueChecked(
+    { spki, names }: _CheckedCsr,
+    lifetime: number,
+    opts: IssueOptions,
+  ): Promise<IssuedCertificate> {
     if (lifetime > this.#maxLifetime) {
       throw new StoqError(
         "LIFETIME_TOO_LONG",
@@ -749,67 +781,94 @@ export class CertificateAuthority {
       const bytes = crypto.getRandomValues(new Uint8Array(16));
       serial = bytesToHex(bytes).replace(/^0+/, "") || "1";
     } while (await this.#store.certificate(serial));
-    const subject = new x509.Name(`CN=${names[0]}`);
-    const san = new x509.SubjectAlternativeNameExtension(
-      names.map((value) => ({ type: "dns" as const, value })),
+    const fixed = this.#fixedExtensions ??= await this.#buildFixedExtensions();
+    const subject = der.cnName(names[0]);
+    const san = der.sanValue(names);
+    const keyId = der.keyIdentifier(spki) ?? hexToBytes(
+      (await x509.SubjectKeyIdentifierExtension.create(
+        new x509.PublicKey(buf(spki)),
+      )).keyId,
     );
-    const extensions: x509.Extension[] = [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([
-        x509.ExtendedKeyUsage.serverAuth,
-        x509.ExtendedKeyUsage.clientAuth,
-      ]),
-      san,
-      await x509.SubjectKeyIdentifierExtension.create(publicKey),
-      this.#aki ??= await x509.AuthorityKeyIdentifierExtension.create(
-        this.#root,
-      ),
+    const extensions = [
+      fixed,
+      der.extension("2.5.29.17", false, san),
+      der.extension("2.5.29.14", false, der.octets(keyId)),
     ];
     if (this.#falconCerts) {
       const message = falconCertificateMessage({
-        spki: new Uint8Array(publicKey.rawData),
+        spki,
         serial,
         notBefore,
         notAfter,
-        subject: new Uint8Array(subject.toArrayBuffer()),
-        issuer: new Uint8Array(this.#root.subjectName.toArrayBuffer()),
-        san: new Uint8Array(san.value),
+        subject,
+        issuer: this.#issuer,
+        san,
       });
-      extensions.push(
-        falconExtension(falconSign(message, this.#falcon.secretKey)),
-      );
+      extensions.push(der.extension(
+        FALCON_COSIGNATURE_OID,
+        false,
+        der.octets(falconSign(message, this.#falcon.secretKey)),
+      ));
     }
-    const cert = await x509.X509CertificateGenerator.create({
-      serialNumber: serial.length % 2 ? `0${serial}` : serial,
+    const tbs = der.seq(
+      der.tlv(0xa0, der.uint(new Uint8Array([2]))),
+      der.serialInteger(serial),
+      der.ECDSA_SHA256,
+      this.#issuer,
+      der.seq(der.time(notBefore), der.time(notAfter)),
       subject,
-      issuer: this.#root.subjectName,
-      notBefore,
-      notAfter,
-      publicKey,
-      signingKey: this.#rootKey,
-      signingAlgorithm: EC_SIGN,
-      extensions,
-    });
-    const der = new Uint8Array(cert.rawData);
-    return await this.#append(cert, der, names);
+      spki,
+      der.tlv(0xa3, der.seq(...extensions)),
+    );
+    const signature = new Uint8Array(
+      await crypto.subtle.sign(EC_SIGN, this.#rootKey, buf(tbs)),
+    );
+    const cert = der.seq(
+      tbs,
+      der.ECDSA_SHA256,
+      der.bits(der.ecdsaDer(signature)),
+    );
+    return await this.#append(cert, serial, notBefore, notAfter, names);
+  }
+
+  /** basicConstraints, keyUsage, extKeyUsage and authorityKeyIdentifier, DER, shared by all leaves. */
+  async #buildFixedExtensions(): Promise<Uint8Array> {
+    const aki = await x509.AuthorityKeyIdentifierExtension.create(this.#root);
+    return concatBytes(
+      der.extension("2.5.29.19", true, der.seq()),
+      der.extension(
+        "2.5.29.15",
+        true,
+        der.tlv(0x03, new Uint8Array([7, 0x80])),
+      ),
+      der.extension(
+        "2.5.29.37",
+        false,
+        der.seq(der.oid("1.3.6.1.5.5.7.3.1"), der.oid("1.3.6.1.5.5.7.3.2")),
+      ),
+      new Uint8Array(aki.rawData),
+    );
   }
 
   async #append(
-    cert: x509.X509Certificate,
-    der: Uint8Array,
+    cert: Uint8Array,
+    serial: string,
+    notBefore: Date,
+    notAfter: Date,
     names: string[],
   ): Promise<IssuedCertificate> {
-    const serial = _serial(cert.serialNumber);
-    const index = this.#log.append(der);
+    const index = this.#log.append(cert);
     let sct: Sct;
     let head: string;
     try {
-      sct = await this.#log.sct(der, index, this.#now().getTime());
-      head = await this.#log.signTreeHead();
+      // Two independent Ed25519 signatures; WebCrypto runs them off the main thread.
+      [sct, head] = await Promise.all([
+        this.#log.sct(cert, index, this.#now().getTime()),
+        this.#log.signTreeHead(),
+      ]);
       await this.#store.commitIssuance(
-        { serial, leafIndex: index, notAfter: cert.notAfter.getTime(), sct },
-        der,
+        { serial, leafIndex: index, notAfter: notAfter.getTime(), sct },
+        cert,
         head,
       );
     } catch (err) {
@@ -824,10 +883,10 @@ export class CertificateAuthority {
     this.#lastHead = head;
     return {
       serial,
-      der,
-      pem: cert.toString("pem"),
-      notBefore: cert.notBefore,
-      notAfter: cert.notAfter,
+      der: cert,
+      pem: _pem(cert, "CERTIFICATE"),
+      notBefore,
+      notAfter,
       names,
       proof: this.#log.proof(index, head, sct),
     };
@@ -858,9 +917,25 @@ export class CertificateAuthority {
         `Cannot provision as 'app' must be a non-empty name: current value is ${app}`,
       );
     }
-    const name = app.includes(".") ? app : `${app}.${this.#domain}`;
-    const { csr, key } = await _createKeyAndCsr(name);
-    const issued = await this.issue(csr, opts);
+    const name = (app.includes(".") ? app : `${app}.${this.#domain}`)
+      .toLowerCase();
+    const lifetime = opts.lifetimeMs ?? this.#defaultLifetime;
+    _checkLifetime("lifetimeMs", lifetime);
+    _checkNames([name], this.#allowed);
+    const { spki, key, privateKey } = await _newKey();
+    // The request is signed on WebCrypto's thread while the Falcon co-signature is computed on
+    // this one. The CA made this key and request itself, so the proof of possession a CSR
+    // carries is given: the request is not parsed and verified again (the name policy above
+    // still applies).
+    const csr = der.buildCsr(name, spki, privateKey);
+    let issued: IssuedCertificate;
+    try {
+      issued = await this.#serialize(() =>
+        this.#issueChecked({ spki, names: [name] }, lifetime, opts)
+      );
+    } finally {
+      await csr.catch(() => {});
+    }
     return {
       ...issued,
       cert: `${issued.pem}\n${this.rootPem}\n`,

@@ -34,12 +34,12 @@
 
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
-import {
-  type StoqAddr,
-  type StoqBidirectionalStream,
-  type StoqConnection,
-  type StoqEndpoint,
-  type StoqTransportOptions,
+import type {
+  StoqAddr,
+  StoqBidirectionalStream,
+  StoqConnection,
+  StoqEndpoint,
+  StoqTransportOptions,
 } from "../transport/mod.ts";
 import { StoqError, type StoqErrorCode } from "../errors.ts";
 import {

@@ -23,16 +23,16 @@
 
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
-import {
-  type PeerCertificate,
-  type PeerVerifier,
-  type StoqAddr,
-  type StoqCertificate,
-  type StoqConnection,
-  type StoqConnectOptions,
-  type StoqEndpoint,
-  type StoqListener,
-  type StoqListenOptions,
+import type {
+  PeerCertificate,
+  PeerVerifier,
+  StoqAddr,
+  StoqCertificate,
+  StoqConnection,
+  StoqConnectOptions,
+  StoqEndpoint,
+  StoqListener,
+  StoqListenOptions,
 } from "../transport/mod.ts";
 import { StoqError } from "../errors.ts";
 import type { ProvisionedIdentity } from "./ca.ts";
@@ -177,9 +177,10 @@ export function federationVerifier(
  * listener from {@linkcode listenWithIdentity} with a federation.
  * @returns The verified peer, or `undefined` when the peer was not validated by a federation.
  *
- * @example Without federation validation
+ * @example Who the server is (see {@linkcode connectWithFederation} for the setup)
  * ```ts ignore
- * console.log(peerIdentity(plainConnection)); // undefined
+ * const conn = await connectWithFederation(endpoint, { hostname: "::1", port, alpnProtocols, federation });
+ * console.log(peerIdentity(conn)?.serial);
  * ```
  */
 export function peerIdentity(
@@ -222,11 +223,26 @@ function _isIpLiteral(host: string): boolean {
  * and the transport's connect errors.
  *
  * @example Connecting to a federated server
- * ```ts ignore
- * const conn = await connectWithFederation(endpoint, {
- *   hostname: "::1", port, alpnProtocols: ["my-app"], serverName: "my-app.stoq.local", federation,
+ * ```ts
+ * import { CertificateAuthority, evidenceSource, Federation, MemoryCaStore } from "./mod.ts";
+ * import { StoqEndpoint } from "../transport/mod.ts";
+ * import { connectWithFederation, listenWithIdentity, peerIdentity } from "./stoq.ts";
+ * const ca = await CertificateAuthority.open({ name: "a", store: new MemoryCaStore() });
+ * const bundle = { version: 1, members: [ca.member] };
+ * const federation = await Federation.create(
+ *   { bundle, signatures: [await ca.endorse(bundle)] },
+ *   { source: evidenceSource(ca) },
+ * );
+ * await using endpoint = new StoqEndpoint({ hostname: "::1" });
+ * using server = await listenWithIdentity(endpoint, {
+ *   alpnProtocols: ["my-app"],
+ *   provision: () => ca.provision("my-app"),
  * });
- * console.log(peerIdentity(conn)?.member);
+ * const conn = await connectWithFederation(endpoint, {
+ *   hostname: "::1", port: server.addr.port, alpnProtocols: ["my-app"],
+ *   serverName: "my-app.stoq.local", federation,
+ * });
+ * console.log(peerIdentity(conn)?.member); // "a"
  * ```
  */
 export function connectWithFederation(

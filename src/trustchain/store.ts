@@ -5,7 +5,7 @@
  * @module
  */
 
-import { DatabaseSync } from "node:sqlite";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { StoqError } from "../errors.ts";
 import type { Sct } from "./ct_log.ts";
 
@@ -296,9 +296,22 @@ export class SqliteCaStore implements CaStore {
     return this.#db;
   }
 
+  // Prepared statements, kept for the life of the connection (issuance runs the same few).
+  #statements = new Map<string, StatementSync>();
+
+  #prepare(sql: string): StatementSync {
+    const conn = this.#conn;
+    let stmt = this.#statements.get(sql);
+    if (!stmt) {
+      stmt = conn.prepare(sql);
+      this.#statements.set(sql, stmt);
+    }
+    return stmt;
+  }
+
   #all(sql: string, ...params: (string | number)[]): Row[] {
     try {
-      return this.#conn.prepare(sql).all(...params) as Row[];
+      return this.#prepare(sql).all(...params) as Row[];
     } catch (cause) {
       if (cause instanceof StoqError) throw cause;
       throw new StoqError("STORE_ERROR", `CA database query failed: ${sql}`, {
@@ -383,12 +396,14 @@ export class SqliteCaStore implements CaStore {
     try {
       db.exec("BEGIN IMMEDIATE");
       try {
-        db.prepare("INSERT INTO log_entries (leaf_index, entry) VALUES (?, ?)")
+        this.#prepare(
+          "INSERT INTO log_entries (leaf_index, entry) VALUES (?, ?)",
+        )
           .run(
             record.leafIndex,
             entry,
           );
-        db.prepare(
+        this.#prepare(
           "INSERT INTO certificates (serial, leaf_index, not_after, sct) VALUES (?, ?, ?, ?)",
         ).run(
           record.serial,
@@ -396,7 +411,7 @@ export class SqliteCaStore implements CaStore {
           record.notAfter,
           JSON.stringify(record.sct),
         );
-        db.prepare("INSERT INTO tree_heads (tree_size, note) VALUES (?, ?)")
+        this.#prepare("INSERT INTO tree_heads (tree_size, note) VALUES (?, ?)")
           .run(
             record.leafIndex + 1,
             treeHead,
@@ -463,6 +478,7 @@ export class SqliteCaStore implements CaStore {
 
   /** Closes the database; idempotent. */
   close(): void {
+    this.#statements.clear();
     this.#db?.close();
     this.#db = undefined;
   }
