@@ -56,7 +56,7 @@ $(BUILD)/msquic-include: $(MSQUIC_CRATE)
 
 $(LIBDIR)/libstoq.so: native/stoq.c native/stoq.h $(LIBDIR)/libmsquic.so.2 $(BUILD)/msquic-include
 	$(CC) $(CFLAGS) -I$(BUILD)/msquic-include -shared -o $@ native/stoq.c \
-	  -L$(LIBDIR) -l:libmsquic.so.2 -luring -lpthread -Wl,-rpath,'$$ORIGIN'
+	  -L$(LIBDIR) -l:libmsquic.so.2 -luring -lpthread -Wl,-rpath,'$$ORIGIN' -Wl,-z,nodelete
 
 native: deps $(LIBDIR)/libstoq.so
 

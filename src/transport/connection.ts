@@ -242,7 +242,7 @@ export class StoqConnection implements AsyncDisposable {
     if (this.#closeInfo) {
       return new StoqError(
         "CONNECTION_CLOSED",
-        `The connection was closed with code ${this.#closeInfo.closeCode}`,
+        `The connection was closed locally with code ${this.#closeInfo.closeCode}`,
         { appCode: BigInt(this.#closeInfo.closeCode) },
       );
     }
@@ -529,6 +529,8 @@ export class StoqConnection implements AsyncDisposable {
     closeStream(this.#uni);
     this.#native = false;
     this.runtime.unregister(this.#id);
+    // Queued operations that name this handle must run before it is freed.
+    this.runtime.flush();
     this.runtime.lib.stoq_conn_close(this.#ptr);
     if (this.#hooks.ownedConfig) {
       this.runtime.lib.stoq_config_close(this.#hooks.ownedConfig);

@@ -397,6 +397,9 @@ export class StreamCore implements EventSink {
     }
     this.#closed = true;
     this.#rt.unregister(this.id);
+    // Operations queued for this handle (the RECV_COMPLETE just above, a shutdown) must reach
+    // the shim before the handle is freed, or they would run on freed memory.
+    this.#rt.flush();
     this.#rt.lib.stoq_stream_close(this.ptr);
     this.#owner.streamClosed(this);
   }
