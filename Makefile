@@ -30,7 +30,7 @@ $(BUILD)/.apt:
 	@touch $@
 
 $(DENO): .tools/package.json
-	cd .tools && npm ci --no-audit --no-fund --loglevel=error
+	cd .tools && npm install --no-package-lock --no-audit --no-fund --loglevel=error
 	@touch $@
 
 deps: $(BUILD)/.apt $(DENO)
