@@ -1,6 +1,7 @@
 /**
- * One-connection, one-stream upload over STOQ and over Deno's built-in QUIC, in this process,
- * with the receiver hashing every byte (SHA-256) and checking it against the sender's hash.
+ * One connection, one stream: the sender (this process) uploads a payload to a receiver in its
+ * own process, which hashes every byte with SHA-256 and answers with the count and the hash;
+ * the sender checks both. The same harness runs over STOQ and over Deno's built-in QUIC.
  *
  * @module
  */
@@ -11,14 +12,14 @@ import { makeDevCertificates, StoqEndpoint } from "../mod.ts";
 /** Bytes per write: the common 64 KiB. */
 export const CHUNK = 64 * 1024;
 
-/** A payload of `size` bytes made of random 64 KiB blocks, and its SHA-256. */
+/** A payload of random 64 KiB blocks (a few distinct ones, reused) and its SHA-256. */
 export interface Payload {
   blocks: Uint8Array[];
   size: number;
   sha256: string;
 }
 
-/** Makes a random payload (a handful of distinct blocks reused, so memory stays small). */
+/** Makes a payload of `size` bytes (a multiple of 64 KiB). */
 export function makePayload(size: number): Payload {
   const distinct = Array.from(
     { length: 16 },
@@ -34,120 +35,134 @@ export function makePayload(size: number): Payload {
   return { blocks, size, sha256: hash.digest("hex") };
 }
 
-async function drain(
-  readable: ReadableStream<Uint8Array>,
-): Promise<{ bytes: number; sha256: string }> {
-  const hash = createHash("sha256");
-  let bytes = 0;
-  for await (const chunk of readable) {
-    bytes += chunk.byteLength;
-    hash.update(chunk);
-  }
-  return { bytes, sha256: hash.digest("hex") };
-}
-
-function check(
-  payload: Payload,
-  got: { bytes: number; sha256: string },
-  who: string,
-): void {
-  if (got.bytes !== payload.size || got.sha256 !== payload.sha256) {
-    throw new Error(
-      `${who}: received ${got.bytes} bytes with sha256 ${got.sha256}, expected ${payload.size} / ${payload.sha256}`,
-    );
-  }
-}
-
-async function send(
-  writable: WritableStream<Uint8Array>,
-  payload: Payload,
-): Promise<void> {
-  const w = writable.getWriter();
-  for (const block of payload.blocks) await w.write(block);
-  await w.close();
-}
-
-const tls = await makeDevCertificates();
-
 /** Marks the timed part of a run (`Deno.BenchContext` fits). */
 export interface Timer {
   start(): void;
   end(): void;
 }
 
-/** Seconds taken (first write to verified last byte) to upload `payload` over STOQ. */
-export async function stoqUpload(
+/** Which transport to measure. */
+export type Transport = "stoq" | "deno";
+
+/** A receiver process and what a sender needs to reach it. */
+export interface Receiver extends AsyncDisposable {
+  port: number;
+  ca: string;
+}
+
+/** Starts a receiver process for `transport`. */
+export async function startReceiver(transport: Transport): Promise<Receiver> {
+  const tls = await makeDevCertificates();
+  const dir = await Deno.makeTempDir({ prefix: "stoq-bench-" });
+  await Deno.writeTextFile(`${dir}/cert.pem`, tls.cert);
+  await Deno.writeTextFile(`${dir}/key.pem`, tls.key);
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--unstable-net",
+      ...(Deno.env.get("STOQ_RECEIVER_FLAGS")?.split(" ").filter(Boolean) ?? []),
+      new URL("./_receiver.ts", import.meta.url).pathname,
+      transport,
+      `${dir}/cert.pem`,
+      `${dir}/key.pem`,
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let line = "";
+  while (!line.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) {
+      throw new Error(`the ${transport} receiver exited before listening`);
+    }
+    line += value;
+  }
+  reader.releaseLock();
+  child.stdout.cancel().catch(() => {});
+  return {
+    port: Number(line.trim()),
+    ca: tls.ca,
+    async [Symbol.asyncDispose]() {
+      child.kill();
+      await child.status;
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+async function transfer(
+  stream: {
+    readable: ReadableStream<Uint8Array>;
+    writable: WritableStream<Uint8Array>;
+  },
   payload: Payload,
+  who: string,
   timer?: Timer,
 ): Promise<number> {
-  await using server = new StoqEndpoint({ hostname: "::1" });
-  const listener = server.listen({
-    alpnProtocols: ["bench"],
-    cert: tls.cert,
-    key: tls.key,
-  });
-  await using client = new StoqEndpoint();
-  const received = (async () => {
-    const conn = await listener.accept();
-    const reader = conn.incomingBidirectionalStreams.getReader();
-    const { value } = await reader.read();
-    reader.releaseLock();
-    return drain(value!.readable);
-  })();
-  const conn = await client.connect({
-    hostname: "::1",
-    port: listener.addr.port,
-    alpnProtocols: ["bench"],
-    caCerts: [tls.ca],
-  });
-  const { writable } = await conn.createBidirectionalStream();
   timer?.start();
   const t0 = performance.now();
-  await send(writable, payload);
-  const got = await received;
+  const w = stream.writable.getWriter();
+  for (const block of payload.blocks) await w.write(block);
+  await w.close();
+  let reply = "";
+  for await (const chunk of stream.readable) {
+    reply += new TextDecoder().decode(chunk);
+  }
   const seconds = (performance.now() - t0) / 1000;
   timer?.end();
-  check(payload, got, "STOQ");
+  const [bytes, sha256] = reply.split(" ");
+  if (Number(bytes) !== payload.size || sha256 !== payload.sha256) {
+    throw new Error(
+      `${who}: the receiver got ${bytes} bytes with SHA-256 ${sha256}, expected ${payload.size} / ${payload.sha256}`,
+    );
+  }
   return seconds;
 }
 
-/** Seconds taken to upload `payload` over `Deno.connectQuic` / `Deno.QuicEndpoint`. */
-export async function denoUpload(
+/** Seconds from the first write until the receiver confirmed every byte, over STOQ. */
+export async function stoqUpload(
+  receiver: Receiver,
   payload: Payload,
   timer?: Timer,
 ): Promise<number> {
-  const endpoint = new Deno.QuicEndpoint({ hostname: "::1", port: 0 });
+  await using client = new StoqEndpoint();
+  const conn = await client.connect({
+    hostname: "::1",
+    port: receiver.port,
+    alpnProtocols: ["bench"],
+    caCerts: [receiver.ca],
+  });
+  return await transfer(
+    await conn.createBidirectionalStream(),
+    payload,
+    "STOQ",
+    timer,
+  );
+}
+
+/** The same over `Deno.connectQuic`. */
+export async function denoUpload(
+  receiver: Receiver,
+  payload: Payload,
+  timer?: Timer,
+): Promise<number> {
+  const conn = await Deno.connectQuic({
+    hostname: "::1",
+    port: receiver.port,
+    alpnProtocols: ["bench"],
+    caCerts: [receiver.ca],
+  });
   try {
-    const listener = endpoint.listen({
-      alpnProtocols: ["bench"],
-      cert: tls.cert,
-      key: tls.key,
-    });
-    const received = (async () => {
-      const conn = await listener.accept();
-      const reader = conn.incomingBidirectionalStreams.getReader();
-      const { value } = await reader.read();
-      reader.releaseLock();
-      return drain(value!.readable);
-    })();
-    const conn = await Deno.connectQuic({
-      hostname: "::1",
-      port: endpoint.addr.port,
-      alpnProtocols: ["bench"],
-      caCerts: [tls.ca],
-    });
-    const { writable } = await conn.createBidirectionalStream();
-    timer?.start();
-    const t0 = performance.now();
-    await send(writable, payload);
-    const got = await received;
-    const seconds = (performance.now() - t0) / 1000;
-    timer?.end();
-    check(payload, got, "Deno QUIC");
-    conn.close();
-    return seconds;
+    return await transfer(
+      await conn.createBidirectionalStream(),
+      payload,
+      "Deno QUIC",
+      timer,
+    );
   } finally {
-    endpoint.close();
+    conn.close();
   }
 }
 

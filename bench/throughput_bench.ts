@@ -1,13 +1,27 @@
 /**
- * `deno bench`: one connection, one stream, 64 MiB upload, every byte SHA-256-verified by the
- * receiver; STOQ against Deno's built-in QUIC (the baseline). Connection setup is not timed.
+ * `deno bench`: one connection, one stream, 64 MiB upload with 64 KiB writes to a receiver
+ * process that SHA-256-checks every byte; STOQ against Deno's built-in QUIC (the baseline).
+ * Connection setup is not timed.
  *
  * @module
  */
 
-import { denoUpload, makePayload, stoqUpload } from "./_throughput.ts";
+import {
+  denoUpload,
+  makePayload,
+  type Receiver,
+  startReceiver,
+  stoqUpload,
+} from "./_throughput.ts";
 
 const payload = makePayload(64 * 1024 * 1024);
+const receivers: Receiver[] = [
+  await startReceiver("stoq"),
+  await startReceiver("deno"),
+];
+globalThis.addEventListener("unload", () => {
+  for (const r of receivers) r[Symbol.asyncDispose]();
+});
 
 Deno.bench({
   name: "STOQ: 64 MiB upload, one stream",
@@ -15,7 +29,7 @@ Deno.bench({
   n: 10,
   warmup: 1,
   async fn(b) {
-    await stoqUpload(payload, b);
+    await stoqUpload(receivers[0], payload, b);
   },
 });
 
@@ -26,6 +40,6 @@ Deno.bench({
   n: 10,
   warmup: 1,
   async fn(b) {
-    await denoUpload(payload, b);
+    await denoUpload(receivers[1], payload, b);
   },
 });

@@ -294,6 +294,10 @@ stoq_config* stoq_config_open(stoq_rt* rt, const stoq_settings* in, const uint8_
   if (in->disconnect_timeout_ms != STOQ_UNSET)
     SET(DisconnectTimeoutMs, (uint32_t)in->disconnect_timeout_ms);
 #undef SET
+  /* Multi-receive: msquic keeps indicating new data while JS still holds earlier buffers, so
+   * the receive path never waits for a JS round trip. JS completes bytes cumulatively. */
+  s.IsSet.StreamMultiReceiveEnabled = 1;
+  s.StreamMultiReceiveEnabled = 1;
   QUIC_STATUS st = rt->api->ConfigurationOpen(rt->registration, c->alpn, c->alpn_count, &s,
                                               sizeof s, c, &c->h);
   if (QUIC_FAILED(st)) {

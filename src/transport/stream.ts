@@ -74,9 +74,10 @@ export class StreamCore implements EventSink {
 
   // receive side
   #controller?: ReadableStreamDefaultController<Uint8Array<ArrayBuffer>>;
-  #recvBuffers: number[] = []; // ptr, len pairs of the held indication
-  #recvTotal = 0;
-  #recvHeld = false;
+  // msquic's buffers indicated but not yet completed, as ptr, len pairs (multi-receive mode:
+  // msquic keeps indicating while earlier buffers are held).
+  #recvBuffers: number[] = [];
+  #recvHeld = 0;
   #fin = false;
   #readDone = false;
   #delivering = false;
@@ -158,13 +159,12 @@ export class StreamCore implements EventSink {
       }
       case Ev.STREAM_RECV: {
         const len = ev.field(i, 2);
-        if (len > 0) this.#recvBuffers.push(ev.field(i, 1), len);
-        // An indication may span poll batches: act on it only at its last record.
-        if (ev.field(i, 4) === 1) {
-          this.#recvTotal = ev.field(i, 5);
-          this.#recvHeld = this.#recvTotal > 0;
-          if (ev.field(i, 3) === 1) this.#fin = true;
+        if (len > 0) {
+          this.#recvBuffers.push(ev.field(i, 1), len);
+          this.#recvHeld += len;
         }
+        // The FIN flag rides on an indication's last record.
+        if (ev.field(i, 4) === 1 && ev.field(i, 3) === 1) this.#fin = true;
         this.#deliver(false);
         break;
       }
@@ -237,23 +237,22 @@ export class StreamCore implements EventSink {
     const c = this.#controller;
     // enqueue() may call pull() re-entrantly; the outer call finishes the job.
     if (this.#readDone || !c || this.#delivering) return;
-    if (this.#recvHeld && (force || (c.desiredSize ?? 0) > 0)) {
+    if (this.#recvHeld > 0 && (force || (c.desiredSize ?? 0) > 0)) {
+      // Everything held becomes one chunk: one allocation, one enqueue, one completion.
       const bufs = this.#recvBuffers;
-      const chunks: Uint8Array<ArrayBuffer>[] = [];
-      for (let k = 0; k < bufs.length; k += 2) {
-        const chunk = new Uint8Array(bufs[k + 1]);
+      const chunk = new Uint8Array(this.#recvHeld);
+      for (let k = 0, off = 0; k < bufs.length; off += bufs[k + 1], k += 2) {
         Deno.UnsafePointerView.copyInto(
           Deno.UnsafePointer.create(BigInt(bufs[k]))!,
-          chunk,
+          bufs.length === 2 ? chunk : chunk.subarray(off, off + bufs[k + 1]),
         );
-        chunks.push(chunk);
       }
       this.#releaseHeld();
       this.#delivering = true;
-      for (const chunk of chunks) c.enqueue(chunk);
+      c.enqueue(chunk);
       this.#delivering = false;
     }
-    if (this.#fin && !this.#recvHeld && !this.#readDone) {
+    if (this.#fin && this.#recvHeld === 0 && !this.#readDone) {
       this.#readDone = true;
       c.close();
     }
@@ -261,12 +260,11 @@ export class StreamCore implements EventSink {
 
   /** Gives msquic its receive buffers back (the data was copied or is being discarded). */
   #releaseHeld(): void {
-    if (!this.#recvHeld) return;
-    const total = this.#recvTotal;
+    const total = this.#recvHeld;
+    if (total === 0) return;
     this.#recvBuffers = [];
-    this.#recvHeld = false;
-    this.#recvTotal = 0;
-    if (total > 0 && !this.#closed) {
+    this.#recvHeld = 0;
+    if (!this.#closed) {
       this.#rt.submit(Op.STREAM_RECV_COMPLETE, this.ptr, BigInt(total), 0n);
     }
   }
