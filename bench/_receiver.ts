@@ -55,6 +55,8 @@ if (impl === "stoq") {
   const listener = endpoint.listen({ alpnProtocols: ["bench"], cert, key });
   console.log(endpoint.addr.port);
   for await (const incoming of listener) {
-    Promise.resolve(incoming.accept()).then((conn) => serve(conn)).catch(() => {});
+    Promise.resolve(incoming.accept()).then((conn) => serve(conn)).catch(
+      () => {},
+    );
   }
 }

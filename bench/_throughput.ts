@@ -61,7 +61,8 @@ export async function startReceiver(transport: Transport): Promise<Receiver> {
       "run",
       "-A",
       "--unstable-net",
-      ...(Deno.env.get("STOQ_RECEIVER_FLAGS")?.split(" ").filter(Boolean) ?? []),
+      ...(Deno.env.get("STOQ_RECEIVER_FLAGS")?.split(" ").filter(Boolean) ??
+        []),
       new URL("./_receiver.ts", import.meta.url).pathname,
       transport,
       `${dir}/cert.pem`,

@@ -4,7 +4,16 @@
  * @module
  */
 
-/** Stable error codes. Code strings never change meaning between versions. */
+/**
+ * Stable error codes. Code strings never change meaning between versions.
+ *
+ * @example Branching on a code
+ * ```ts
+ * import { StoqError, type StoqErrorCode } from "../mod.ts";
+ * const code: StoqErrorCode = "PEER_RESET";
+ * console.log(new StoqError(code, "reset").code); // "PEER_RESET"
+ * ```
+ */
 export type StoqErrorCode =
   // transport
   | "IPV4_REJECTED"
@@ -42,7 +51,16 @@ export type StoqErrorCode =
   | "UNAUTHORIZED"
   | "INTERNAL_ERROR";
 
-/** Options for {@linkcode StoqError}. */
+/**
+ * Options for {@linkcode StoqError}.
+ *
+ * @example Keeping the cause
+ * ```ts
+ * import { StoqError } from "../mod.ts";
+ * const err = new StoqError("NATIVE_ERROR", "msquic failed", { status: 5, cause: new Error("EIO") });
+ * console.log(err.status); // 5
+ * ```
+ */
 export interface StoqErrorOptions {
   /** The underlying error, if any. */
   cause?: unknown;
@@ -57,7 +75,7 @@ export interface StoqErrorOptions {
  *
  * @example Telling an IPv4 address apart
  * ```ts
- * import { StoqError } from "./mod.ts";
+ * import { StoqError } from "../mod.ts";
  * const err = new StoqError("IPV4_REJECTED", "STOQ is IPv6-only: use an IPv6 address such as ::1");
  * console.log(err.code === "IPV4_REJECTED"); // true
  * ```

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { parse } from "smol-toml";
+import { parse } from "npm:smol-toml@1.9.1";
 import { StoqError } from "../errors.ts";
 import type { CongestionControl } from "../transport/mod.ts";
 

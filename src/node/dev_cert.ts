@@ -5,10 +5,19 @@
  * @module
  */
 
-import "reflect-metadata";
-import * as x509 from "@peculiar/x509";
+import "npm:reflect-metadata@0.2.2";
+import * as x509 from "npm:@peculiar/x509@2.2.0";
 
-/** A CA certificate and a leaf certificate with its key, all PEM. */
+/**
+ * A CA certificate and a leaf certificate with its key, all PEM.
+ *
+ * @example Writing the dev CA for clients
+ * ```ts
+ * import { type DevCertificates, makeDevCertificates } from "../../mod.ts";
+ * const certs: DevCertificates = await makeDevCertificates();
+ * console.log(certs.ca.includes("BEGIN CERTIFICATE")); // true
+ * ```
+ */
 export interface DevCertificates {
   /** The CA certificate clients trust. */
   ca: string;
@@ -38,7 +47,7 @@ function toPem(der: ArrayBuffer, label: string): string {
  *
  * @example
  * ```ts ignore
- * import { makeDevCertificates } from "./src/node/dev_cert.ts";
+ * import { makeDevCertificates } from "./dev_cert.ts";
  * const { ca, cert, key } = await makeDevCertificates();
  * ```
  */

@@ -17,7 +17,16 @@ import {
   StreamCore,
 } from "./stream.ts";
 
-/** How a connection ended, shaped like `Deno.QuicCloseInfo`. */
+/**
+ * How a connection ended, shaped like `Deno.QuicCloseInfo`.
+ *
+ * @example Closing with a code
+ * ```ts
+ * import type { StoqCloseInfo } from "../../mod.ts";
+ * const info: StoqCloseInfo = { closeCode: 0, reason: "done" };
+ * console.log(info.closeCode);
+ * ```
+ */
 export interface StoqCloseInfo {
   /** The application close code (0 when closed without one). */
   closeCode: number;
@@ -25,7 +34,16 @@ export interface StoqCloseInfo {
   reason: string;
 }
 
-/** A snapshot of connection statistics from msquic. */
+/**
+ * A snapshot of connection statistics from msquic.
+ *
+ * @example Reading stats
+ * ```ts
+ * import type { StoqConnectionStats } from "../../mod.ts";
+ * const report = (s: StoqConnectionStats) => `${s.rttMs} ms, ${s.packetsLost} lost`;
+ * console.log(typeof report);
+ * ```
+ */
 export interface StoqConnectionStats {
   /** Smoothed round-trip time in milliseconds. */
   rttMs: number;
@@ -53,7 +71,16 @@ export interface StoqConnectionStats {
   pathMtu: number;
 }
 
-/** A peer's address. */
+/**
+ * A peer's address.
+ *
+ * @example An address
+ * ```ts
+ * import type { StoqAddr } from "../../mod.ts";
+ * const addr: StoqAddr = { hostname: "::1", port: 8443, transport: "quic" };
+ * console.log(`[${addr.hostname}]:${addr.port}`);
+ * ```
+ */
 export interface StoqAddr {
   /** IPv6 literal. */
   hostname: string;
@@ -63,7 +90,16 @@ export interface StoqAddr {
   transport: "quic";
 }
 
-/** The peer's certificate, handed over when validation is deferred to JS. */
+/**
+ * The peer's certificate, handed over when validation is deferred to JS.
+ *
+ * @example Inspecting the peer certificate
+ * ```ts
+ * import type { PeerCertificate } from "../../mod.ts";
+ * const show = (peer: PeerCertificate) => console.log(peer.leaf.byteLength, peer.chain.byteLength);
+ * show({ leaf: new Uint8Array(1), chain: new Uint8Array(0) });
+ * ```
+ */
 export interface PeerCertificate {
   /** The leaf certificate, DER. */
   leaf: Uint8Array;
@@ -71,7 +107,17 @@ export interface PeerCertificate {
   chain: Uint8Array;
 }
 
-/** Decides whether to accept a peer certificate. */
+/**
+ * Decides whether to accept a peer certificate.
+ *
+ * @example Accepting only one pinned leaf
+ * ```ts
+ * import type { PeerVerifier } from "../../mod.ts";
+ * const pinned = new Uint8Array([1, 2, 3]);
+ * const verifyPeer: PeerVerifier = ({ leaf }) => leaf.length === pinned.length && leaf.every((b, i) => b === pinned[i]);
+ * console.log(verifyPeer({ leaf: pinned, chain: new Uint8Array(0) })); // true
+ * ```
+ */
 export type PeerVerifier = (
   peer: PeerCertificate,
 ) => boolean | Promise<boolean>;
@@ -100,7 +146,7 @@ const internal = Symbol("stoq.internal");
  *
  * @example Echo one stream
  * ```ts ignore
- * import { StoqEndpoint } from "./mod.ts";
+ * import { StoqEndpoint } from "../../mod.ts";
  * await using endpoint = new StoqEndpoint();
  * const conn = await endpoint.connect({ hostname: "::1", port: 8443, alpnProtocols: ["stoq-echo"], caCerts: [ca] });
  * const { readable, writable } = await conn.createBidirectionalStream();

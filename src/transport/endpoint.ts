@@ -17,7 +17,16 @@ import {
 import { type ExecutionProfile, Runtime } from "./runtime.ts";
 import { statusError } from "./status.ts";
 
-/** Options for {@linkcode StoqEndpoint}. */
+/**
+ * Options for {@linkcode StoqEndpoint}.
+ *
+ * @example Binding to a port
+ * ```ts
+ * import type { StoqEndpointOptions } from "../../mod.ts";
+ * const options: StoqEndpointOptions = { hostname: "::", port: 8443, profile: "max-throughput" };
+ * console.log(options.port);
+ * ```
+ */
 export interface StoqEndpointOptions {
   /**
    * IPv6 address listeners bind to. IPv4 addresses are refused with `IPV4_REJECTED`.
@@ -41,7 +50,17 @@ export interface StoqEndpointOptions {
   library?: string;
 }
 
-/** A certificate chain and its private key, PEM. */
+/**
+ * A certificate chain and its private key, PEM.
+ *
+ * @example A certificate from the dev CA
+ * ```ts
+ * import { makeDevCertificates, type StoqCertificate } from "../../mod.ts";
+ * const { cert, key } = await makeDevCertificates();
+ * const identity: StoqCertificate = { cert, key };
+ * console.log(identity.cert.startsWith("-----BEGIN CERTIFICATE-----")); // true
+ * ```
+ */
 export interface StoqCertificate {
   /** Certificate chain in PEM, leaf first. */
   cert: string;
@@ -49,7 +68,17 @@ export interface StoqCertificate {
   key: string;
 }
 
-/** Options for {@linkcode StoqEndpoint.listen}. */
+/**
+ * Options for {@linkcode StoqEndpoint.listen}.
+ *
+ * @example Listen options
+ * ```ts
+ * import { makeDevCertificates, type StoqListenOptions } from "../../mod.ts";
+ * const { cert, key } = await makeDevCertificates();
+ * const options: StoqListenOptions = { alpnProtocols: ["my-app"], cert, key, maxConcurrentBidirectionalStreams: 1000 };
+ * console.log(options.alpnProtocols);
+ * ```
+ */
 export interface StoqListenOptions
   extends StoqTransportOptions, StoqCertificate {
   /** ALPN protocols offered to clients. */
@@ -71,7 +100,16 @@ export interface StoqListenOptions
   verifyPeer?: PeerVerifier;
 }
 
-/** Options for {@linkcode StoqEndpoint.connect}. */
+/**
+ * Options for {@linkcode StoqEndpoint.connect}.
+ *
+ * @example Connect options
+ * ```ts
+ * import type { StoqConnectOptions } from "../../mod.ts";
+ * const options: StoqConnectOptions = { hostname: "::1", port: 8443, alpnProtocols: ["my-app"], caCerts: [] };
+ * console.log(options.hostname);
+ * ```
+ */
 export interface StoqConnectOptions extends StoqTransportOptions {
   /** IPv6 literal or host name (resolved to IPv6 only). */
   hostname: string;
@@ -144,7 +182,7 @@ function checkPem(value: unknown, param: string): string {
  *
  * @example Listen and accept
  * ```ts ignore
- * import { StoqEndpoint } from "./mod.ts";
+ * import { StoqEndpoint } from "../../mod.ts";
  * await using endpoint = new StoqEndpoint({ hostname: "::1", port: 0 });
  * const listener = endpoint.listen({ alpnProtocols: ["echo"], cert, key });
  * for await (const conn of listener) {

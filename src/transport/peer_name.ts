@@ -6,8 +6,8 @@
  * @module
  */
 
-import "reflect-metadata";
-import * as x509 from "@peculiar/x509";
+import "npm:reflect-metadata@0.2.2";
+import * as x509 from "npm:@peculiar/x509@2.2.0";
 
 function normalizeIp(ip: string): string | undefined {
   if (!ip.includes(":")) return undefined; // IPv4 never names a STOQ peer

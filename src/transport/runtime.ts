@@ -22,7 +22,16 @@ export interface EventSink {
   onEvent(records: Records, i: number): void;
 }
 
-/** msquic execution profiles. */
+/**
+ * msquic execution profiles.
+ *
+ * @example A throughput-oriented endpoint
+ * ```ts
+ * import type { ExecutionProfile } from "../../mod.ts";
+ * const profile: ExecutionProfile = "max-throughput";
+ * console.log(profile);
+ * ```
+ */
 export type ExecutionProfile = "low-latency" | "max-throughput";
 
 const EVENT_BATCH = 1024;

@@ -11,20 +11,55 @@ import { StoqError } from "../errors.ts";
 import type { EventSink, Runtime } from "./runtime.ts";
 import { statusError } from "./status.ts";
 
-/** The receiving half of a stream. Cancel with a number to send STOP_SENDING with that code. */
+/**
+ * The receiving half of a stream. Cancel with a number to send STOP_SENDING with that code.
+ *
+ * @example Reading a stream to its end
+ * ```ts
+ * import type { StoqReceiveStream } from "../../mod.ts";
+ * async function count(readable: StoqReceiveStream): Promise<number> {
+ *   let n = 0;
+ *   for await (const chunk of readable) n += chunk.byteLength;
+ *   return n;
+ * }
+ * console.log(typeof count);
+ * ```
+ */
 export interface StoqReceiveStream
   extends ReadableStream<Uint8Array<ArrayBuffer>> {
   /** 62-bit QUIC stream ID. */
   readonly id: bigint;
 }
 
-/** The sending half of a stream. Abort with a number to send RESET_STREAM with that code. */
+/**
+ * The sending half of a stream. Abort with a number to send RESET_STREAM with that code.
+ *
+ * @example Writing and finishing
+ * ```ts
+ * import type { StoqSendStream } from "../../mod.ts";
+ * async function send(writable: StoqSendStream, data: Uint8Array): Promise<void> {
+ *   const w = writable.getWriter();
+ *   await w.write(data);
+ *   await w.close(); // FIN
+ * }
+ * console.log(typeof send);
+ * ```
+ */
 export interface StoqSendStream extends WritableStream<Uint8Array> {
   /** 62-bit QUIC stream ID. */
   readonly id: bigint;
 }
 
-/** A bidirectional stream, shaped like `Deno.QuicBidirectionalStream`. */
+/**
+ * A bidirectional stream, shaped like `Deno.QuicBidirectionalStream`.
+ *
+ * @example Echoing a stream
+ * ```ts
+ * import type { StoqBidirectionalStream } from "../../mod.ts";
+ * const echo = ({ readable, writable }: StoqBidirectionalStream) => readable.pipeTo(writable);
+ * console.log(typeof echo);
+ * ```
+ */
 export interface StoqBidirectionalStream {
   /** Bytes from the peer. */
   readonly readable: StoqReceiveStream;

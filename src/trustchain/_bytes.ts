@@ -5,7 +5,7 @@ export {
   concatBytes,
   hexToBytes,
   utf8ToBytes,
-} from "@noble/hashes/utils.js";
+} from "npm:@noble/hashes@2.4.0/utils.js";
 
 export function toBase64(bytes: Uint8Array): string {
   let s = "";

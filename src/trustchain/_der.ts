@@ -2,7 +2,7 @@
 // need, so issuing does not pay for a generic ASN.1 object model. Parsing stays with
 // @peculiar/x509; tests check that what is built here parses back to the intended fields.
 
-import { sha1 } from "@noble/hashes/legacy.js";
+import { sha1 } from "npm:@noble/hashes@2.4.0/legacy.js";
 import { concatBytes, hexToBytes, utf8ToBytes } from "./_bytes.ts";
 
 /** One TLV with a definite DER length. */

@@ -12,7 +12,7 @@
  * @module
  */
 
-import { sha256 } from "@noble/hashes/sha2.js";
+import { sha256 } from "npm:@noble/hashes@2.4.0/sha2.js";
 import { StoqError } from "../errors.ts";
 import { falconSign, falconVerify } from "./falcon.ts";
 import {

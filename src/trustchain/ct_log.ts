@@ -9,7 +9,7 @@
  * @module
  */
 
-import { sha256 } from "@noble/hashes/sha2.js";
+import { sha256 } from "npm:@noble/hashes@2.4.0/sha2.js";
 import { StoqError } from "../errors.ts";
 import {
   ED25519_NOTE_TYPE,

@@ -17,11 +17,11 @@
  * @module
  */
 
-import "reflect-metadata";
-import * as x509 from "@peculiar/x509";
-import { AsnConvert, OctetString } from "@peculiar/asn1-schema";
-import { falcon512 } from "@noble/post-quantum/falcon.js";
-import { sha256 } from "@noble/hashes/sha2.js";
+import "npm:reflect-metadata@0.2.2";
+import * as x509 from "npm:@peculiar/x509@2.2.0";
+import { AsnConvert, OctetString } from "npm:@peculiar/asn1-schema@2.11.1";
+import { falcon512 } from "npm:@noble/post-quantum@0.7.1/falcon.js";
+import { sha256 } from "npm:@noble/hashes@2.4.0/sha2.js";
 import { framed, hexToBytes, u64, utf8ToBytes } from "./_bytes.ts";
 
 /** The private OID of the Falcon-512 co-signature certificate extension (placeholder arc, RFC 5612). */

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { sha256 } from "@noble/hashes/sha2.js";
+import { sha256 } from "npm:@noble/hashes@2.4.0/sha2.js";
 
 /**
  * RFC 9162 §2.1.1 leaf hash: `SHA-256(0x00 || entry)`.

@@ -4,8 +4,8 @@
  * @module
  */
 
-import "reflect-metadata";
-import * as x509 from "@peculiar/x509";
+import "npm:reflect-metadata@0.2.2";
+import * as x509 from "npm:@peculiar/x509@2.2.0";
 import { buf, framed, fromBase64, u64, utf8ToBytes } from "./_bytes.ts";
 
 /** RFC 5280 revocation reasons STOQ accepts. */
