@@ -6,7 +6,7 @@
  */
 
 /** Must equal `STOQ_ABI_VERSION` in the loaded shim. */
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
 
 /** Bytes per completion record and per submission record. */
 export const RECORD_SIZE = 64;

@@ -93,6 +93,8 @@ export const symbols = {
   },
   /** uint64_t stoq_stream_id(stoq_stream*) */
   stoq_stream_id: { parameters: ["pointer"], result: "u64" },
+  /** void stoq_stream_wake_below(stoq_stream*, uint64_t bytes): wake JS on completions once fewer bytes are outstanding */
+  stoq_stream_wake_below: { parameters: ["pointer", "u64"], result: "void" },
   /** uint64_t stoq_stream_quic_id(stoq_stream*): the QUIC stream ID, UINT64_MAX before start */
   stoq_stream_quic_id: { parameters: ["pointer"], result: "u64" },
   /** void stoq_stream_close(stoq_stream*); frees the context, after SHUTDOWN_COMPLETE. */

@@ -66,6 +66,10 @@ struct stoq_stream {
   uint64_t id;
   stoq_rt* rt;
   HQUIC h;
+  /* Bytes handed to msquic and not yet completed, and the level below which a completion
+   * should wake JS (0: completions never wake it; JS reads them at its next wake-up). */
+  _Atomic uint64_t outstanding;
+  _Atomic uint64_t wake_below;
 };
 
 /* A send buffer: msquic's QUIC_BUFFER descriptor followed by the copied bytes. */
@@ -109,12 +113,18 @@ static void wake_locked(stoq_rt* rt) {
   }
 }
 
-static void push_events(stoq_rt* rt, const stoq_event* evs, uint32_t n) {
+/* Queues records; `wake` = 0 leaves a sleeping JS asleep (it drains them at its next wake-up,
+ * and never goes to sleep with records queued). */
+static void push_events_wake(stoq_rt* rt, const stoq_event* evs, uint32_t n, int wake) {
   pthread_mutex_lock(&rt->lock);
   for (uint32_t i = 0; i < n; i++) push_locked(rt, &evs[i]);
-  wake_locked(rt);
+  if (wake) wake_locked(rt);
   pthread_mutex_unlock(&rt->lock);
   count_add(rt, STOQ_COUNT_EVENTS, n);
+}
+
+static void push_events(stoq_rt* rt, const stoq_event* evs, uint32_t n) {
+  push_events_wake(rt, evs, n, 1);
 }
 
 static void push(stoq_rt* rt, uint32_t type, uint64_t id, int32_t status, uint64_t a, uint64_t b,
@@ -391,7 +401,15 @@ static QUIC_STATUS QUIC_API stream_cb(HQUIC h, void* ctx, QUIC_STREAM_EVENT* ev)
       stoq_send* snd = ev->SEND_COMPLETE.ClientContext;
       uint64_t len = snd ? snd->qb.Length : 0;
       if (snd) free_send(snd);
-      push(rt, STOQ_EV_STREAM_SEND_COMPLETE, s->id, 0, len, ev->SEND_COMPLETE.Canceled, 0);
+      /* A writer that is not blocked needs no wake-up per completion: JS learns of them in
+       * batches. A blocked writer asked to be woken once enough has drained. */
+      uint64_t left = atomic_fetch_sub(&s->outstanding, len) - len;
+      uint64_t below = atomic_load(&s->wake_below);
+      int wake = below != 0 && left < below;
+      if (wake) atomic_store(&s->wake_below, 0);
+      stoq_event e = {.type = STOQ_EV_STREAM_SEND_COMPLETE, .id = s->id, .a = len,
+                      .b = ev->SEND_COMPLETE.Canceled};
+      push_events_wake(rt, &e, 1, wake);
       break;
     }
     case QUIC_STREAM_EVENT_PEER_SEND_SHUTDOWN:
@@ -453,6 +471,12 @@ stoq_stream* stoq_stream_open(stoq_conn* c, uint32_t unidirectional, int32_t* st
 }
 
 uint64_t stoq_stream_id(stoq_stream* s) { return s->id; }
+
+void stoq_stream_wake_below(stoq_stream* s, uint64_t bytes) {
+  atomic_store(&s->wake_below, bytes);
+  /* Completions that raced past the level before it was set are already queued, and JS never
+   * sleeps with records queued, so no wake-up is lost. */
+}
 
 uint64_t stoq_stream_quic_id(stoq_stream* s) {
   QUIC_UINT62 id = 0;
@@ -799,7 +823,9 @@ static int32_t op_stream_send(stoq_rt* rt, stoq_op* op) {
   snd->magic = STOQ_SEND_LIVE;
   count_add(rt, STOQ_COUNT_SEND_BUFFERS, 1);
   count_add(rt, STOQ_COUNT_SENDS_ALLOCATED, 1);
+  atomic_fetch_add(&s->outstanding, len);
   QUIC_STATUS st = rt->api->StreamSend(s->h, &snd->qb, 1, flags, snd);
+  if (QUIC_FAILED(st)) atomic_fetch_sub(&s->outstanding, len);
   /* msquic did not take the buffer: SEND_COMPLETE will never come, so free it now. */
   if (QUIC_FAILED(st)) free_send(snd);
   return st;

@@ -19,7 +19,7 @@
 
 #include <stdint.h>
 
-#define STOQ_ABI_VERSION 1u
+#define STOQ_ABI_VERSION 2u
 
 /* One completion record: 64 bytes. `id` names the object the event is about. */
 typedef struct stoq_event {
@@ -150,6 +150,8 @@ void stoq_conn_close(stoq_conn* c);
 
 stoq_stream* stoq_stream_open(stoq_conn* c, uint32_t unidirectional, int32_t* status);
 uint64_t stoq_stream_id(stoq_stream* s);
+/* Wake JS on a SEND_COMPLETE only once fewer than `bytes` remain outstanding (0: never). */
+void stoq_stream_wake_below(stoq_stream* s, uint64_t bytes);
 uint64_t stoq_stream_quic_id(stoq_stream* s); /* UINT64_MAX until the stream has started */
 void stoq_stream_close(stoq_stream* s);
 

@@ -353,6 +353,11 @@ export class StreamCore implements EventSink {
         done.resolve();
       } else {
         this.#writeWaiters.push(done);
+        // Completions reach JS lazily; ask for a wake-up once half the window has drained, so
+        // a blocked writer costs one wake-up per half window rather than one per completion.
+        if (!this.#closed) {
+          this.#rt.lib.stoq_stream_wake_below(this.ptr, BigInt(Math.floor(this.#window / 2)));
+        }
       }
     });
     return done.promise;
