@@ -44,15 +44,84 @@ export interface Timer {
 /** Which transport to measure. */
 export type Transport = "stoq" | "deno";
 
-/** A receiver process and what a sender needs to reach it. */
+/** Where the receiver runs: its own process (as on two hosts) or beside the sender. */
+export type Layout = "process" | "in-process";
+
+/** A receiver and what a sender needs to reach it. */
 export interface Receiver extends AsyncDisposable {
   port: number;
   ca: string;
 }
 
-/** Starts a receiver process for `transport`. */
-export async function startReceiver(transport: Transport): Promise<Receiver> {
+type Stream = {
+  readable: ReadableStream<Uint8Array>;
+  writable: WritableStream<Uint8Array>;
+};
+
+/** Reads a stream to its end, hashing every byte, and answers "<bytes> <sha256hex>". */
+async function answer(stream: Stream): Promise<void> {
+  const hash = createHash("sha256");
+  let bytes = 0;
+  for await (const chunk of stream.readable) {
+    bytes += chunk.byteLength;
+    hash.update(chunk);
+  }
+  const w = stream.writable.getWriter();
+  await w.write(new TextEncoder().encode(`${bytes} ${hash.digest("hex")}`));
+  await w.close();
+}
+
+async function serve(
+  conn: { incomingBidirectionalStreams: ReadableStream<Stream> },
+): Promise<void> {
+  for await (const stream of conn.incomingBidirectionalStreams) {
+    answer(stream).catch(() => {/* the sender went away */});
+  }
+}
+
+/** Listens on ::1 over `transport` and answers every stream with its byte count and hash. */
+export function serveReceiver(
+  transport: Transport,
+  cert: string,
+  key: string,
+): { port: number; close(): Promise<void> } {
+  if (transport === "stoq") {
+    const endpoint = new StoqEndpoint({ hostname: "::1" });
+    const listener = endpoint.listen({ alpnProtocols: ["bench"], cert, key });
+    (async () => {
+      for await (const conn of listener) serve(conn).catch(() => {});
+    })();
+    return { port: listener.addr.port, close: () => endpoint.close() };
+  }
+  const endpoint = new Deno.QuicEndpoint({ hostname: "::1", port: 0 });
+  const listener = endpoint.listen({ alpnProtocols: ["bench"], cert, key });
+  (async () => {
+    for await (const incoming of listener) {
+      Promise.resolve(incoming.accept()).then((conn) => serve(conn)).catch(
+        () => {},
+      );
+    }
+  })().catch(() => {/* stopped */});
+  return {
+    port: endpoint.addr.port,
+    close() {
+      listener.stop();
+      endpoint.close();
+      return Promise.resolve();
+    },
+  };
+}
+
+/** Starts a receiver for `transport`, in its own process unless `layout` says otherwise. */
+export async function startReceiver(
+  transport: Transport,
+  layout: Layout = "process",
+): Promise<Receiver> {
   const tls = await makeDevCertificates();
+  if (layout === "in-process") {
+    const r = serveReceiver(transport, tls.cert, tls.key);
+    return { port: r.port, ca: tls.ca, [Symbol.asyncDispose]: () => r.close() };
+  }
   const dir = await Deno.makeTempDir({ prefix: "stoq-bench-" });
   await Deno.writeTextFile(`${dir}/cert.pem`, tls.cert);
   await Deno.writeTextFile(`${dir}/key.pem`, tls.key);
