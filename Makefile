@@ -15,7 +15,7 @@ CFLAGS := -O2 -g -fPIC -std=c11 -Wall -Wextra -Werror -fvisibility=default
 DENO_RUN := $(DENO) run -A --unstable-net
 TEST_FLAGS ?=
 
-.PHONY: all deps native test serve bench bench-compare bench-provision check clean
+.PHONY: all deps native test serve bench bench-compare bench-provision bench-baseline check clean
 
 all: native
 
@@ -70,8 +70,21 @@ serve: native
 bench: native
 	$(DENO) bench -A --unstable-net
 
-bench-compare: native
+bench-compare: native $(BUILD)/c_baseline
+	@$(DENO) eval 'import { loadDevCertificates } from "./src/node/serve.ts"; await loadDevCertificates("$(BUILD)/dev-certs")'
 	$(DENO_RUN) bench/compare.ts
+
+# The C baseline over msquic: its server in the background, its client timed (2 GiB upload).
+$(BUILD)/c_baseline: bench/c_baseline.c $(LIBDIR)/libmsquic.so.2 $(BUILD)/msquic-include
+	$(CC) -O2 -std=c11 -Wall -Wextra -Werror -I$(BUILD)/msquic-include -o $@ bench/c_baseline.c \
+	  -L$(LIBDIR) -l:libmsquic.so.2 -lpthread -Wl,-rpath,'$$ORIGIN/lib'
+
+bench-baseline: native $(BUILD)/c_baseline
+	@$(DENO) eval 'import { loadDevCertificates } from "./src/node/serve.ts"; await loadDevCertificates("$(BUILD)/dev-certs")'
+	@rm -f $(BUILD)/c_baseline.out; \
+	  $(BUILD)/c_baseline server $(BUILD)/dev-certs/cert.pem $(BUILD)/dev-certs/key.pem 9555 > $(BUILD)/c_baseline.out & \
+	  server=$$!; until grep -q listening $(BUILD)/c_baseline.out 2>/dev/null; do sleep 0.1; done; \
+	  $(BUILD)/c_baseline client 9555 2048; kill $$server
 
 bench-provision: deps
 	$(DENO_RUN) bench/provision.ts
