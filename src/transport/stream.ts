@@ -356,7 +356,10 @@ export class StreamCore implements EventSink {
         // Completions reach JS lazily; ask for a wake-up once half the window has drained, so
         // a blocked writer costs one wake-up per half window rather than one per completion.
         if (!this.#closed) {
-          this.#rt.lib.stoq_stream_wake_below(this.ptr, BigInt(Math.floor(this.#window / 2)));
+          this.#rt.lib.stoq_stream_wake_below(
+            this.ptr,
+            BigInt(Math.floor(this.#window / 2)),
+          );
         }
       }
     });
