@@ -544,9 +544,21 @@ export class StoqConnection implements AsyncDisposable {
             `The peer's certificate is not valid for '${serverName}': connect with the name it carries (serverName) or fix its subjectAltName`,
           );
         }
-        return verifyPeer ? verifyPeer(peer) : true;
+        if (!verifyPeer) return true;
+        return Promise.resolve(verifyPeer(peer)).then((ok) =>
+          ok || reject("The peer's certificate was refused by verifyPeer")
+        );
       })
-      .catch(() => false)
+      .catch((err) => {
+        this.#error ??= new StoqError(
+          "CERTIFICATE_REJECTED",
+          `The peer's certificate was refused: ${
+            err instanceof Error ? err.message : err
+          }`,
+          { cause: err },
+        );
+        return false;
+      })
       .then((ok) => {
         if (!this.#native) return;
         this.runtime.lib.stoq_conn_cert_complete(

@@ -160,12 +160,12 @@ export function federationVerifier(
       opts.onVerified?.(verified);
       return true;
     } catch (err) {
-      opts.onRejected?.(
-        err instanceof StoqError
-          ? err
-          : new StoqError("CERT_UNTRUSTED", String(err), { cause: err }),
-      );
-      return false;
+      const reason = err instanceof StoqError
+        ? err
+        : new StoqError("CERT_UNTRUSTED", String(err), { cause: err });
+      opts.onRejected?.(reason);
+      // Thrown, the reason reaches the handshake error (CERTIFICATE_REJECTED, with this cause).
+      throw reason;
     }
   };
 }
@@ -386,6 +386,7 @@ export class IdentityListener
     return this.listener.accept();
   }
 
+  /** Yields connections as they are accepted, until the listener stops. */
   [Symbol.asyncIterator](): AsyncIterator<StoqConnection> {
     return this.listener[Symbol.asyncIterator]();
   }
