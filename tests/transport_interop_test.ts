@@ -11,6 +11,26 @@ import {
 
 const SIZE = 4 * 1024 * 1024;
 
+type Stream = {
+  readable: ReadableStream<Uint8Array>;
+  writable: WritableStream<Uint8Array>;
+};
+
+/** Echoes the first stream a connection receives, hashing what arrived. */
+async function echoFirstStream(
+  conn: { incomingBidirectionalStreams: ReadableStream<Stream> },
+): Promise<{ hash: string; bytes: number }> {
+  const reader = conn.incomingBidirectionalStreams.getReader();
+  const { value } = await reader.read();
+  reader.releaseLock();
+  const [forHash, forEcho] = value!.readable.tee();
+  const [received] = await Promise.all([
+    hashStream(forHash),
+    forEcho.pipeTo(value!.writable),
+  ]);
+  return received;
+}
+
 Deno.test("a Deno.connectQuic client talks to a STOQ server: payload echoed, hashes equal", async () => {
   const certs = await devCerts();
   await using server = new StoqEndpoint({ hostname: "::1" });
@@ -19,19 +39,7 @@ Deno.test("a Deno.connectQuic client talks to a STOQ server: payload echoed, has
     cert: certs.cert,
     key: certs.key,
   });
-  const serverSide = (async () => {
-    const conn = await listener.accept();
-    const reader = conn.incomingBidirectionalStreams.getReader();
-    const { value } = await reader.read();
-    reader.releaseLock();
-    // Echo while hashing what arrived.
-    const [forHash, forEcho] = value!.readable.tee();
-    const [received] = await Promise.all([
-      hashStream(forHash),
-      forEcho.pipeTo(value!.writable),
-    ]);
-    return received;
-  })();
+  const serverSide = listener.accept().then(echoFirstStream);
 
   const payload = randomBytes(SIZE);
   const conn = await Deno.connectQuic({
@@ -76,14 +84,7 @@ Deno.test("a STOQ client talks to a Deno.QuicEndpoint server: payload echoed, ha
   });
   const serverSide = (async () => {
     const conn = await listener.accept();
-    const reader = conn.incomingBidirectionalStreams.getReader();
-    const { value } = await reader.read();
-    reader.releaseLock();
-    const [forHash, forEcho] = value!.readable.tee();
-    const [received] = await Promise.all([
-      hashStream(forHash),
-      forEcho.pipeTo(value!.writable),
-    ]);
+    const received = await echoFirstStream(conn);
     await conn.closed.catch(() => {});
     return received;
   })();

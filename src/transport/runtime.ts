@@ -9,7 +9,6 @@ import {
   Count,
   type Op,
   openLibrary,
-  RECORD_SIZE,
   Records,
   type StoqSymbols,
 } from "../../ffi/mod.ts";
@@ -218,6 +217,3 @@ export class Runtime {
     this.#resolveIdle();
   }
 }
-
-/** Size in bytes of one completion or submission record. */
-export const RECORD_BYTES = RECORD_SIZE;

@@ -204,18 +204,7 @@ export class TransparencyLog {
    * @returns The checkpoint note.
    */
   signTreeHead(): Promise<string> {
-    const body = formatCheckpoint({
-      origin: this.origin,
-      treeSize: this.size,
-      rootHash: this.root(),
-    });
-    return signNote(body, [
-      ed25519NoteSigner(
-        this.origin,
-        this.#keys.ed25519.privateKey,
-        this.#keys.ed25519Public,
-      ),
-    ]);
+    return this.#signHead(false);
   }
 
   /**
@@ -224,23 +213,33 @@ export class TransparencyLog {
    * @returns The checkpoint note with two signature lines.
    */
   checkpoint(): Promise<string> {
+    return this.#signHead(true);
+  }
+
+  #signHead(withFalcon: boolean): Promise<string> {
     const body = formatCheckpoint({
       origin: this.origin,
       treeSize: this.size,
       rootHash: this.root(),
     });
-    return signNote(body, [
+    const keys = this.#keys;
+    const signers = [
       ed25519NoteSigner(
         this.origin,
-        this.#keys.ed25519.privateKey,
-        this.#keys.ed25519Public,
+        keys.ed25519.privateKey,
+        keys.ed25519Public,
       ),
-      falconNoteSigner(
-        this.origin,
-        this.#keys.falcon.secretKey,
-        this.#keys.falcon.publicKey,
-      ),
-    ]);
+    ];
+    if (withFalcon) {
+      signers.push(
+        falconNoteSigner(
+          this.origin,
+          keys.falcon.secretKey,
+          keys.falcon.publicKey,
+        ),
+      );
+    }
+    return signNote(body, signers);
   }
 
   /**
