@@ -62,7 +62,7 @@ native: deps $(LIBDIR)/libstoq.so
 
 # ---- jobs -----------------------------------------------------------------------------------
 test: native
-	$(DENO) test -A --unstable-net $(TEST_FLAGS)
+	$(DENO) test -A --unstable-net --doc $(TEST_FLAGS)
 
 serve: native
 	$(DENO_RUN) src/node/serve.ts $(ARGS)

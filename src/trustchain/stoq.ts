@@ -112,7 +112,9 @@ export interface FederationVerifierOptions {
  *
  * @param federation The federation to validate against.
  * @param opts Expected name and hooks.
- * @returns The callback for `listen({ verifyPeer })` or `connect({ verifyPeer })`.
+ * @returns The callback for `listen({ verifyPeer })` or `connect({ verifyPeer })`: it resolves
+ *   `true` for an accepted peer and rejects with the {@linkcode StoqError} that refused it, which
+ *   the transport carries as the cause of `CERTIFICATE_REJECTED`.
  *
  * @example Refusing a peer without a certificate
  * ```ts
@@ -122,7 +124,9 @@ export interface FederationVerifierOptions {
  * const bundle = { version: 1, members: [ca.member] };
  * const fed = await Federation.create({ bundle, signatures: [await ca.endorse(bundle)] }, { source: evidenceSource(ca) });
  * const verify = federationVerifier(fed);
- * console.log(await verify({ leaf: new Uint8Array(0), chain: new Uint8Array(0) })); // false
+ * const refused = await Promise.resolve(verify({ leaf: new Uint8Array(0), chain: new Uint8Array(0) }))
+ *   .catch((err) => err.code);
+ * console.log(refused); // "CERT_UNTRUSTED"
  * ```
  */
 export function federationVerifier(
