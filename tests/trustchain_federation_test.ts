@@ -1,37 +1,13 @@
 import assert from "node:assert/strict";
 import { StoqError, type StoqErrorCode } from "../src/errors.ts";
-import {
-  CertificateAuthority,
-  evidenceSource,
-  Federation,
-  MemoryCaStore,
-  type SignedTrustBundle,
-  type TrustBundle,
-} from "../src/trustchain/mod.ts";
+import { evidenceSource, Federation } from "../src/trustchain/mod.ts";
+import { openCas, signed } from "./_trustchain.ts";
 
 const isCode = (code: StoqErrorCode) => (e: unknown) =>
   e instanceof StoqError && e.code === code;
 
-async function cas(...names: string[]): Promise<CertificateAuthority[]> {
-  return await Promise.all(
-    names.map((name) =>
-      CertificateAuthority.open({ name, store: new MemoryCaStore() })
-    ),
-  );
-}
-
-async function signed(
-  bundle: TrustBundle,
-  signers: CertificateAuthority[],
-): Promise<SignedTrustBundle> {
-  return {
-    bundle,
-    signatures: await Promise.all(signers.map((c) => c.endorse(bundle))),
-  };
-}
-
 Deno.test("a member's certificate validates with a proof sent along or looked up", async () => {
-  const [a, b, c] = await cas("a", "b", "c");
+  const [a, b, c] = await openCas("a", "b", "c");
   const v1 = { version: 1, members: [a.member, b.member, c.member] };
   const fed = await Federation.create(await signed(v1, [a, b, c]), {
     source: evidenceSource(a, b, c),
@@ -57,7 +33,7 @@ Deno.test("a member's certificate validates with a proof sent along or looked up
 });
 
 Deno.test("a removed member's certificates stop validating after a signed update", async () => {
-  const [a, b, c] = await cas("a", "b", "c");
+  const [a, b, c] = await openCas("a", "b", "c");
   const fed = await Federation.create(
     await signed({ version: 1, members: [a.member, b.member, c.member] }, [
       a,
@@ -81,7 +57,7 @@ Deno.test("a removed member's certificates stop validating after a signed update
 });
 
 Deno.test("unsigned, minority-signed, badly signed or misnumbered updates are refused", async () => {
-  const [a, b, c, d] = await cas("a", "b", "c", "d");
+  const [a, b, c, d] = await openCas("a", "b", "c", "d");
   const fed = await Federation.create(
     await signed({ version: 1, members: [a.member, b.member, c.member] }, [
       a,
@@ -132,7 +108,7 @@ Deno.test("unsigned, minority-signed, badly signed or misnumbered updates are re
 });
 
 Deno.test("a revoked certificate is rejected with CERT_REVOKED", async () => {
-  const [a] = await cas("a");
+  const [a] = await openCas("a");
   const fed = await Federation.create(
     await signed({ version: 1, members: [a.member] }, [a]),
     {
@@ -158,7 +134,7 @@ Deno.test("a revoked certificate is rejected with CERT_REVOKED", async () => {
 });
 
 Deno.test("missing, foreign or altered transparency proofs are rejected with PROOF_INVALID", async () => {
-  const [a, b] = await cas("a", "b");
+  const [a, b] = await openCas("a", "b");
   const fed = await Federation.create(
     await signed({ version: 1, members: [a.member, b.member] }, [a, b]),
   );
@@ -191,7 +167,7 @@ Deno.test("missing, foreign or altered transparency proofs are rejected with PRO
 });
 
 Deno.test("expired, unparsable or unknown-issuer certificates are CERT_UNTRUSTED", async () => {
-  const [a, outsider] = await cas("a", "x");
+  const [a, outsider] = await openCas("a", "x");
   const fed = await Federation.create(
     await signed({ version: 1, members: [a.member] }, [a]),
   );

@@ -4,23 +4,20 @@ import assert from "node:assert/strict";
 import { StoqError, type StoqErrorCode } from "../src/errors.ts";
 import { type StoqConnection, StoqEndpoint } from "../src/transport/mod.ts";
 import {
-  CertificateAuthority,
   connectWithFederation,
   evidenceFromServices,
   evidenceSource,
   Federation,
   type IdentityListener,
   listenWithIdentity,
-  MemoryCaStore,
   peerIdentity,
   type ProvisionedIdentity,
   type RotationClock,
-  type SignedTrustBundle,
-  type TrustBundle,
   TRUSTCHAIN_ALPN,
   TrustChainClient,
   TrustChainService,
 } from "../src/trustchain/mod.ts";
+import { openCas, signed } from "./_trustchain.ts";
 
 const ALPN = "tc-echo";
 
@@ -29,24 +26,6 @@ const isCode = (code: StoqErrorCode) => (e: unknown) => {
   assert.equal(e.code, code, e.message);
   return true;
 };
-
-async function openCas(...names: string[]): Promise<CertificateAuthority[]> {
-  return await Promise.all(
-    names.map((name) =>
-      CertificateAuthority.open({ name, store: new MemoryCaStore() })
-    ),
-  );
-}
-
-async function signed(
-  bundle: TrustBundle,
-  signers: CertificateAuthority[],
-): Promise<SignedTrustBundle> {
-  return {
-    bundle,
-    signatures: await Promise.all(signers.map((c) => c.endorse(bundle))),
-  };
-}
 
 /** Echoes every stream of every accepted connection; records the connections. */
 function serveEcho(

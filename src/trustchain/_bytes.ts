@@ -1,5 +1,7 @@
 // Private byte helpers shared by the trustchain modules.
 
+import { concatBytes } from "npm:@noble/hashes@2.4.0/utils.js";
+
 export {
   bytesToHex,
   concatBytes,
@@ -30,6 +32,7 @@ export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 /** Big-endian unsigned 64-bit encoding of a safe integer. */
+
 export function u64(n: number): Uint8Array {
   const out = new Uint8Array(8);
   new DataView(out.buffer).setBigUint64(0, BigInt(n));
@@ -44,15 +47,7 @@ export function framed(...parts: Uint8Array[]): Uint8Array {
     new DataView(len.buffer).setUint32(0, p.length);
     out.push(len, p);
   }
-  let total = 0;
-  for (const p of out) total += p.length;
-  const buf = new Uint8Array(total);
-  let at = 0;
-  for (const p of out) {
-    buf.set(p, at);
-    at += p.length;
-  }
-  return buf;
+  return concatBytes(...out);
 }
 
 /** Copies into a fresh ArrayBuffer-backed array, which WebCrypto's BufferSource type wants. */

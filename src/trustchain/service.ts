@@ -59,7 +59,7 @@ import {
   type IdentityRotationOptions,
   listenWithIdentity,
 } from "./stoq.ts";
-import { buf, fromBase64, toBase64 } from "./_bytes.ts";
+import { buf, concatBytes, fromBase64, toBase64 } from "./_bytes.ts";
 
 /** The ALPN protocol of the TrustChain service. */
 export const TRUSTCHAIN_ALPN = "trustchain/1";
@@ -189,13 +189,7 @@ async function _readAll(
   } finally {
     reader.releaseLock();
   }
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.byteLength;
-  }
-  return out;
+  return concatBytes(...chunks);
 }
 
 async function _writeAll(
