@@ -893,7 +893,9 @@ export class CertificateAuthority {
   }
 
   /**
-   * Provisions an app or node: a new P-256 key pair, a CSR, issuance, and the transparency proof.
+   * Provisions an app or node on this machine: a new P-256 key pair, issuance and the
+   * transparency proof. The CA makes the key itself, so there is no request to verify; apps on
+   * other machines send a CSR to {@linkcode CertificateAuthority.issue} (see `TrustChainClient`).
    *
    * @param app An app name (`my-app` becomes `my-app.<domain>`) or a full DNS name.
    * @param opts Issuance options.
@@ -922,20 +924,10 @@ export class CertificateAuthority {
     const lifetime = opts.lifetimeMs ?? this.#defaultLifetime;
     _checkLifetime("lifetimeMs", lifetime);
     _checkNames([name], this.#allowed);
-    const { spki, key, privateKey } = await _newKey();
-    // The request is signed on WebCrypto's thread while the Falcon co-signature is computed on
-    // this one. The CA made this key and request itself, so the proof of possession a CSR
-    // carries is given: the request is not parsed and verified again (the name policy above
-    // still applies).
-    const csr = der.buildCsr(name, spki, privateKey);
-    let issued: IssuedCertificate;
-    try {
-      issued = await this.#serialize(() =>
-        this.#issueChecked({ spki, names: [name] }, lifetime, opts)
-      );
-    } finally {
-      await csr.catch(() => {});
-    }
+    const { spki, key } = await _newKey();
+    const issued = await this.#serialize(() =>
+      this.#issueChecked({ spki, names: [name] }, lifetime, opts)
+    );
     return {
       ...issued,
       cert: `${issued.pem}\n${this.rootPem}\n`,
