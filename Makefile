@@ -70,17 +70,19 @@ serve: native
 bench: native
 	$(DENO) bench -A --unstable-net
 
-bench-compare: native $(BUILD)/c_baseline
-	@$(DENO) eval 'import { loadDevCertificates } from "./src/node/serve.ts"; await loadDevCertificates("$(BUILD)/dev-certs")'
+bench-compare: native $(BUILD)/c_baseline $(BUILD)/dev-certs/cert.pem
 	$(DENO_RUN) bench/compare.ts
+
+# Development certificates, as `serve` makes them on first run (the C baseline needs files).
+$(BUILD)/dev-certs/cert.pem: | $(DENO)
+	$(DENO) eval 'import { loadDevCertificates } from "./src/node/serve.ts"; await loadDevCertificates("$(BUILD)/dev-certs")'
 
 # The C baseline over msquic: its server in the background, its client timed (2 GiB upload).
 $(BUILD)/c_baseline: bench/c_baseline.c $(LIBDIR)/libmsquic.so.2 $(BUILD)/msquic-include
 	$(CC) -O2 -std=c11 -Wall -Wextra -Werror -I$(BUILD)/msquic-include -o $@ bench/c_baseline.c \
 	  -L$(LIBDIR) -l:libmsquic.so.2 -lpthread -Wl,-rpath,'$$ORIGIN/lib'
 
-bench-baseline: native $(BUILD)/c_baseline
-	@$(DENO) eval 'import { loadDevCertificates } from "./src/node/serve.ts"; await loadDevCertificates("$(BUILD)/dev-certs")'
+bench-baseline: native $(BUILD)/c_baseline $(BUILD)/dev-certs/cert.pem
 	@rm -f $(BUILD)/c_baseline.out; \
 	  $(BUILD)/c_baseline server $(BUILD)/dev-certs/cert.pem $(BUILD)/dev-certs/key.pem 9555 > $(BUILD)/c_baseline.out & \
 	  server=$$!; until grep -q listening $(BUILD)/c_baseline.out 2>/dev/null; do sleep 0.1; done; \

@@ -127,7 +127,7 @@ export interface ConnectionHooks {
   /** Called when the connection completes its handshake. */
   onConnected?(conn: StoqConnection): void;
   /** Called once the native connection is closed and freed. */
-  onClosed(conn: StoqConnection): void;
+  onClosed?(conn: StoqConnection): void;
   /** Deferred validation of the peer certificate. */
   verifyPeer?: PeerVerifier;
   /** The name the peer's certificate must carry (clients). */
@@ -599,7 +599,7 @@ export class StoqConnection implements AsyncDisposable {
     } else {this.#closed.resolve(
         this.#closeInfo ?? { closeCode: 0, reason: "" },
       );}
-    this.#hooks.onClosed(this);
+    this.#hooks.onClosed?.(this);
     this.#finished.resolve();
   }
 }

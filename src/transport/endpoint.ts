@@ -346,14 +346,13 @@ export class StoqEndpoint implements AsyncDisposable {
       ptr,
       Number(lib.stoq_conn_id(ptr)),
       {
-        onClosed: (c) => this.#connections.delete(c),
         verifyPeer: options.verifyPeer,
         serverName: jsOnly ? undefined : serverName,
         chainChecked: !jsOnly,
         ownedConfig: cfg,
       },
     );
-    this.#connections.add(conn);
+    this.track(conn);
     await conn.handshake;
     return conn;
   }

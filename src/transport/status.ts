@@ -19,7 +19,7 @@ function isCertificateStatus(status: number): boolean {
 }
 
 /** The stable code for a connection that msquic shut down with `status`. */
-export function statusCode(
+function statusCode(
   status: number,
   handshakeDone: boolean,
 ): StoqErrorCode {
