@@ -54,8 +54,11 @@ $(BUILD)/msquic-include: $(MSQUIC_CRATE)
 	  python3 -c 'import json,sys; m=json.load(sys.stdin); print([p["manifest_path"] for p in m["packages"] if p["name"]=="msquic"][0])' | xargs dirname); \
 	  ln -sfn $$dir/src/inc $@
 
-$(LIBDIR)/libstoq.so: native/stoq.c native/stoq.h $(LIBDIR)/libmsquic.so.2 $(BUILD)/msquic-include
-	$(CC) $(CFLAGS) -I$(BUILD)/msquic-include -shared -o $@ native/stoq.c \
+NATIVE_SRC := $(wildcard native/*.c)
+NATIVE_HDR := $(wildcard native/*.h)
+
+$(LIBDIR)/libstoq.so: $(NATIVE_SRC) $(NATIVE_HDR) $(LIBDIR)/libmsquic.so.2 $(BUILD)/msquic-include
+	$(CC) $(CFLAGS) -I$(BUILD)/msquic-include -shared -o $@ $(NATIVE_SRC) \
 	  -L$(LIBDIR) -l:libmsquic.so.2 -luring -lpthread -Wl,-rpath,'$$ORIGIN' -Wl,-z,nodelete
 
 native: deps $(LIBDIR)/libstoq.so

@@ -1,0 +1,249 @@
+/* Connections: the connection callback, connect, stats, addresses, datagram sends. */
+#include "internal.h"
+
+/* ---------- connections ---------- */
+
+static void conn_drop_cert(stoq_conn* c) {
+  free(c->peer_cert);
+  free(c->peer_chain);
+  c->peer_cert = c->peer_chain = NULL;
+}
+
+static uint8_t* dup_buffer(const QUIC_BUFFER* b) {
+  if (!b || b->Length == 0) return NULL;
+  uint8_t* p = malloc(b->Length);
+  if (p) memcpy(p, b->Buffer, b->Length);
+  return p;
+}
+
+/* A server learns the client's datagram transport parameter while msquic still owns the new
+ * connection, so msquic never indicates DATAGRAM_STATE_CHANGED for it (until a later MTU change).
+ * Report the state at CONNECTED instead, with a length that fits any connection ID (msquic's own
+ * limit, computed with the real CID length, is at least this). */
+static void conn_report_dgram_state(stoq_conn* c) {
+  stoq_rt* rt = c->rt;
+  uint8_t enabled = 0;
+  uint32_t len = sizeof enabled;
+  if (QUIC_FAILED(rt->api->GetParam(c->h, QUIC_PARAM_CONN_DATAGRAM_SEND_ENABLED, &len, &enabled)))
+    return;
+  QUIC_STATISTICS_V2 st;
+  memset(&st, 0, sizeof st);
+  len = sizeof st;
+  uint64_t max = 0;
+  if (enabled && QUIC_SUCCEEDED(rt->api->GetParam(c->h, QUIC_PARAM_CONN_STATISTICS_V2, &len, &st))) {
+    /* IPv6 + UDP headers, short header with a 20-byte CID and 4-byte packet number, DATAGRAM
+     * frame type and length, AEAD tag. */
+    uint32_t overhead = 40 + 8 + (1 + 20 + 4) + 3 + 16;
+    if (st.SendPathMtu > overhead) max = st.SendPathMtu - overhead;
+  }
+  push(rt, STOQ_EV_CONN_DGRAM_STATE, c->id, 0, max > 0, max, 0);
+}
+
+QUIC_STATUS QUIC_API conn_cb(HQUIC h, void* ctx, QUIC_CONNECTION_EVENT* ev) {
+  (void)h;
+  stoq_conn* c = ctx;
+  stoq_rt* rt = c->rt;
+  switch (ev->Type) {
+    case QUIC_CONNECTION_EVENT_CONNECTED:
+      c->alpn_len = ev->CONNECTED.NegotiatedAlpnLength;
+      memcpy(c->alpn, ev->CONNECTED.NegotiatedAlpn, c->alpn_len);
+      if (!c->dgram_state_seen) conn_report_dgram_state(c);
+      push(rt, STOQ_EV_CONN_CONNECTED, c->id, 0, ev->CONNECTED.SessionResumed, 0, 0);
+      break;
+    case QUIC_CONNECTION_EVENT_SHUTDOWN_INITIATED_BY_TRANSPORT:
+      push(rt, STOQ_EV_CONN_SHUTDOWN_TRANSPORT, c->id, ev->SHUTDOWN_INITIATED_BY_TRANSPORT.Status,
+           ev->SHUTDOWN_INITIATED_BY_TRANSPORT.ErrorCode, 0, 0);
+      break;
+    case QUIC_CONNECTION_EVENT_SHUTDOWN_INITIATED_BY_PEER:
+      push(rt, STOQ_EV_CONN_SHUTDOWN_PEER, c->id, 0, ev->SHUTDOWN_INITIATED_BY_PEER.ErrorCode, 0, 0);
+      break;
+    case QUIC_CONNECTION_EVENT_SHUTDOWN_COMPLETE:
+      push(rt, STOQ_EV_CONN_SHUTDOWN_COMPLETE, c->id, 0, ev->SHUTDOWN_COMPLETE.HandshakeCompleted,
+           ev->SHUTDOWN_COMPLETE.PeerAcknowledgedShutdown, 0);
+      break;
+    case QUIC_CONNECTION_EVENT_PEER_STREAM_STARTED: {
+      stoq_stream* s = stream_new(rt);
+      if (!s) return QUIC_STATUS_OUT_OF_MEMORY;
+      s->h = ev->PEER_STREAM_STARTED.Stream;
+      rt->api->SetCallbackHandler(s->h, (void*)stream_cb, s);
+      push(rt, STOQ_EV_CONN_PEER_STREAM, c->id, 0, s->id,
+           (ev->PEER_STREAM_STARTED.Flags & QUIC_STREAM_OPEN_FLAG_UNIDIRECTIONAL) ? 1 : 0,
+           (uint64_t)(uintptr_t)s);
+      break;
+    }
+    case QUIC_CONNECTION_EVENT_STREAMS_AVAILABLE:
+      push(rt, STOQ_EV_CONN_STREAMS_AVAILABLE, c->id, 0, ev->STREAMS_AVAILABLE.BidirectionalCount,
+           ev->STREAMS_AVAILABLE.UnidirectionalCount, 0);
+      break;
+    case QUIC_CONNECTION_EVENT_DATAGRAM_STATE_CHANGED:
+      c->dgram_state_seen = 1;
+      push(rt, STOQ_EV_CONN_DGRAM_STATE, c->id, 0, ev->DATAGRAM_STATE_CHANGED.SendEnabled,
+           ev->DATAGRAM_STATE_CHANGED.MaxSendLength, 0);
+      break;
+    case QUIC_CONNECTION_EVENT_DATAGRAM_RECEIVED: {
+      /* Datagram buffers live only for this callback: copy. */
+      const QUIC_BUFFER* b = ev->DATAGRAM_RECEIVED.Buffer;
+      uint8_t* p = malloc(b->Length ? b->Length : 1);
+      if (!p) break;
+      memcpy(p, b->Buffer, b->Length);
+      count_add(rt, STOQ_COUNT_RECV_BUFFERS, 1);
+      push(rt, STOQ_EV_CONN_DGRAM_RECV, c->id, 0, (uint64_t)(uintptr_t)p, b->Length, 0);
+      break;
+    }
+    case QUIC_CONNECTION_EVENT_DATAGRAM_SEND_STATE_CHANGED:
+      if (QUIC_DATAGRAM_SEND_STATE_IS_FINAL(ev->DATAGRAM_SEND_STATE_CHANGED.State) &&
+          ev->DATAGRAM_SEND_STATE_CHANGED.ClientContext) {
+        free(ev->DATAGRAM_SEND_STATE_CHANGED.ClientContext);
+        count_add(rt, STOQ_COUNT_DGRAM_BUFFERS, -1);
+        ev->DATAGRAM_SEND_STATE_CHANGED.ClientContext = NULL;
+      }
+      break;
+    case QUIC_CONNECTION_EVENT_PEER_CERTIFICATE_RECEIVED: {
+      /* Portable certificates: a DER leaf and a PKCS#7 chain, valid only in this callback.
+       * Copy them, hand them to JS, and finish later with stoq_conn_cert_complete. */
+      conn_drop_cert(c);
+      const QUIC_BUFFER* leaf = (const QUIC_BUFFER*)ev->PEER_CERTIFICATE_RECEIVED.Certificate;
+      const QUIC_BUFFER* chain = (const QUIC_BUFFER*)ev->PEER_CERTIFICATE_RECEIVED.Chain;
+      c->peer_cert = dup_buffer(leaf);
+      c->peer_chain = dup_buffer(chain);
+      stoq_event e = {.type = STOQ_EV_CONN_PEER_CERT, .id = c->id,
+                      .status = ev->PEER_CERTIFICATE_RECEIVED.DeferredStatus,
+                      .a = (uint64_t)(uintptr_t)c->peer_cert, .b = c->peer_cert ? leaf->Length : 0,
+                      .c = (uint64_t)(uintptr_t)c->peer_chain,
+                      .d = c->peer_chain ? chain->Length : 0};
+      push_events(rt, &e, 1);
+      return QUIC_STATUS_PENDING;
+    }
+    default:
+      break;
+  }
+  return QUIC_STATUS_SUCCESS;
+}
+
+stoq_conn* conn_new(stoq_rt* rt) {
+  stoq_conn* c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->rt = rt;
+  c->id = atomic_fetch_add(&rt->next_id, 1);
+  count_add(rt, STOQ_COUNT_CONNECTIONS, 1);
+  return c;
+}
+
+int parse_addr6(const char* addr, uint16_t port, QUIC_ADDR* out) {
+  memset(out, 0, sizeof *out);
+  out->Ipv6.sin6_family = AF_INET6;
+  out->Ipv6.sin6_port = htons(port);
+  return inet_pton(AF_INET6, addr, &out->Ipv6.sin6_addr) == 1;
+}
+
+stoq_conn* stoq_conn_connect(stoq_rt* rt, stoq_config* cfg, const char* server_name,
+                             const char* addr, uint16_t port, int32_t* status) {
+  stoq_conn* c = conn_new(rt);
+  if (!c) { *status = QUIC_STATUS_OUT_OF_MEMORY; return NULL; }
+  QUIC_STATUS st = rt->api->ConnectionOpen(rt->registration, conn_cb, c, &c->h);
+  if (QUIC_FAILED(st)) goto fail;
+  if (addr) {
+    QUIC_ADDR remote;
+    if (!parse_addr6(addr, port, &remote)) {
+      st = QUIC_STATUS_INVALID_ADDRESS;
+    } else {
+      st = rt->api->SetParam(c->h, QUIC_PARAM_CONN_REMOTE_ADDRESS, sizeof remote, &remote);
+    }
+    if (QUIC_FAILED(st)) { rt->api->ConnectionClose(c->h); goto fail; }
+  }
+  st = rt->api->ConnectionStart(c->h, cfg->h, QUIC_ADDRESS_FAMILY_INET6, server_name, port);
+  if (QUIC_FAILED(st)) { rt->api->ConnectionClose(c->h); goto fail; }
+  *status = 0;
+  return c;
+fail:
+  count_add(rt, STOQ_COUNT_CONNECTIONS, -1);
+  free(c);
+  *status = st;
+  return NULL;
+}
+
+uint64_t stoq_conn_id(stoq_conn* c) { return c->id; }
+
+int32_t stoq_conn_stats(stoq_conn* c, uint64_t* out, uint32_t n) {
+  QUIC_STATISTICS_V2 st;
+  uint32_t len = sizeof st;
+  memset(&st, 0, sizeof st);
+  QUIC_STATUS s = c->rt->api->GetParam(c->h, QUIC_PARAM_CONN_STATISTICS_V2, &len, &st);
+  if (QUIC_FAILED(s)) return s;
+  uint64_t v[STOQ_STAT_MAX] = {
+      [STOQ_STAT_RTT_US] = st.Rtt,
+      [STOQ_STAT_MIN_RTT_US] = st.MinRtt,
+      [STOQ_STAT_CWND] = st.SendCongestionWindow,
+      [STOQ_STAT_SEND_BYTES] = st.SendTotalBytes,
+      [STOQ_STAT_RECV_BYTES] = st.RecvTotalBytes,
+      [STOQ_STAT_SEND_STREAM_BYTES] = st.SendTotalStreamBytes,
+      [STOQ_STAT_RECV_STREAM_BYTES] = st.RecvTotalStreamBytes,
+      [STOQ_STAT_SEND_PACKETS] = st.SendTotalPackets,
+      [STOQ_STAT_RECV_PACKETS] = st.RecvTotalPackets,
+      [STOQ_STAT_LOST_PACKETS] = st.SendSuspectedLostPackets - st.SendSpuriousLostPackets,
+      [STOQ_STAT_HANDSHAKE_US] = st.TimingHandshakeFlightEnd > st.TimingStart
+                                     ? st.TimingHandshakeFlightEnd - st.TimingStart
+                                     : 0,
+      [STOQ_STAT_PATH_MTU] = st.SendPathMtu,
+  };
+  for (uint32_t i = 0; i < n && i < STOQ_STAT_MAX; i++) out[i] = v[i];
+  return 0;
+}
+
+int32_t stoq_conn_address(stoq_conn* c, uint32_t remote, uint8_t* out16, uint32_t* port) {
+  QUIC_ADDR a;
+  uint32_t len = sizeof a;
+  QUIC_STATUS s = c->rt->api->GetParam(
+      c->h, remote ? QUIC_PARAM_CONN_REMOTE_ADDRESS : QUIC_PARAM_CONN_LOCAL_ADDRESS, &len, &a);
+  if (QUIC_FAILED(s)) return s;
+  if (a.Ip.sa_family == AF_INET6) {
+    memcpy(out16, &a.Ipv6.sin6_addr, 16);
+    *port = ntohs(a.Ipv6.sin6_port);
+  } else {
+    /* Reported as IPv4-mapped so that JS sees one format (and rejects it). */
+    memset(out16, 0, 10);
+    out16[10] = out16[11] = 0xff;
+    memcpy(out16 + 12, &a.Ipv4.sin_addr, 4);
+    *port = ntohs(a.Ipv4.sin_port);
+  }
+  return 0;
+}
+
+uint32_t stoq_conn_alpn(stoq_conn* c, uint8_t* out, uint32_t cap) {
+  /* Written before CONNECTED is queued; JS reads it only after handling that record. */
+  if (c->alpn_len > cap) return 0;
+  memcpy(out, c->alpn, c->alpn_len);
+  return c->alpn_len;
+}
+
+int32_t stoq_conn_cert_complete(stoq_conn* c, uint32_t accept, uint32_t tls_alert) {
+  conn_drop_cert(c);
+  return c->rt->api->ConnectionCertificateValidationComplete(
+      c->h, accept ? TRUE : FALSE, (QUIC_TLS_ALERT_CODES)(accept ? 0 : tls_alert));
+}
+
+void stoq_conn_close(stoq_conn* c) {
+  if (!c) return;
+  c->rt->api->ConnectionClose(c->h);
+  conn_drop_cert(c);
+  count_add(c->rt, STOQ_COUNT_CONNECTIONS, -1);
+  free(c);
+}
+
+int32_t op_dgram_send(stoq_rt* rt, stoq_op* op) {
+  stoq_conn* c = (stoq_conn*)(uintptr_t)op->handle;
+  uint64_t len = op->b;
+  if (len > UINT16_MAX) return QUIC_STATUS_INVALID_PARAMETER;
+  QUIC_BUFFER* qb = malloc(sizeof *qb + len);
+  if (!qb) return QUIC_STATUS_OUT_OF_MEMORY;
+  qb->Buffer = (uint8_t*)(qb + 1);
+  qb->Length = (uint32_t)len;
+  memcpy(qb->Buffer, (const void*)(uintptr_t)op->a, len);
+  count_add(rt, STOQ_COUNT_DGRAM_BUFFERS, 1);
+  QUIC_STATUS st = rt->api->DatagramSend(c->h, qb, 1, QUIC_SEND_FLAG_NONE, qb);
+  if (QUIC_FAILED(st)) {
+    free(qb);
+    count_add(rt, STOQ_COUNT_DGRAM_BUFFERS, -1);
+  }
+  return st;
+}

@@ -1,0 +1,205 @@
+/* The runtime: msquic registration, completion queue, and batched submission. */
+#include "internal.h"
+
+/* ---------- completion queue ---------- */
+
+static void push_locked(stoq_rt* rt, const stoq_event* ev) {
+  if (rt->count == rt->cap) {
+    uint32_t ncap = rt->cap * 2;
+    stoq_event* n = malloc(sizeof(stoq_event) * ncap);
+    if (!n) abort(); /* losing an event would corrupt ownership; there is no safe fallback */
+    for (uint32_t i = 0; i < rt->count; i++) n[i] = rt->ring[(rt->head + i) % rt->cap];
+    free(rt->ring);
+    rt->ring = n;
+    rt->head = 0;
+    rt->cap = ncap;
+  }
+  rt->ring[(rt->head + rt->count) % rt->cap] = *ev;
+  rt->count++;
+}
+
+static void wake_locked(stoq_rt* rt) {
+  if (rt->sleeping && !rt->wake_pending) {
+    rt->wake_pending = 1;
+    uint64_t one = 1;
+    ssize_t w = write(rt->efd, &one, sizeof one);
+    (void)w;
+    count_add(rt, STOQ_COUNT_WAKEUPS, 1);
+  }
+}
+
+/* Queues records; `wake` = 0 leaves a sleeping JS asleep (it drains them at its next wake-up,
+ * and never goes to sleep with records queued). */
+void push_events_wake(stoq_rt* rt, const stoq_event* evs, uint32_t n, int wake) {
+  pthread_mutex_lock(&rt->lock);
+  for (uint32_t i = 0; i < n; i++) push_locked(rt, &evs[i]);
+  if (wake) wake_locked(rt);
+  pthread_mutex_unlock(&rt->lock);
+  count_add(rt, STOQ_COUNT_EVENTS, n);
+}
+
+void push_events(stoq_rt* rt, const stoq_event* evs, uint32_t n) {
+  push_events_wake(rt, evs, n, 1);
+}
+
+void push(stoq_rt* rt, uint32_t type, uint64_t id, int32_t status, uint64_t a, uint64_t b,
+                 uint64_t c) {
+  stoq_event ev = {.type = type, .status = status, .id = id, .a = a, .b = b, .c = c};
+  push_events(rt, &ev, 1);
+}
+
+uint32_t stoq_abi_version(void) { return STOQ_ABI_VERSION; }
+
+stoq_rt* stoq_rt_open(uint32_t profile, int32_t* status) {
+  stoq_rt* rt = calloc(1, sizeof *rt);
+  if (!rt) { *status = QUIC_STATUS_OUT_OF_MEMORY; return NULL; }
+  rt->cap = 1024;
+  rt->ring = malloc(sizeof(stoq_event) * rt->cap);
+  rt->efd = eventfd(0, EFD_CLOEXEC);
+  atomic_init(&rt->next_id, 1);
+  if (!rt->ring || rt->efd < 0) { *status = QUIC_STATUS_OUT_OF_MEMORY; goto fail; }
+  int r = io_uring_queue_init(4, &rt->uring, 0);
+  if (r < 0) { *status = r; goto fail; }
+  pthread_mutex_init(&rt->lock, NULL);
+  QUIC_STATUS s = MsQuicOpen2(&rt->api);
+  if (QUIC_FAILED(s)) { *status = s; io_uring_queue_exit(&rt->uring); goto fail; }
+  QUIC_REGISTRATION_CONFIG rc = {
+      .AppName = "stoq",
+      .ExecutionProfile = profile == 1 ? QUIC_EXECUTION_PROFILE_TYPE_MAX_THROUGHPUT
+                                       : QUIC_EXECUTION_PROFILE_LOW_LATENCY};
+  s = rt->api->RegistrationOpen(&rc, &rt->registration);
+  if (QUIC_FAILED(s)) {
+    *status = s;
+    MsQuicClose(rt->api);
+    io_uring_queue_exit(&rt->uring);
+    goto fail;
+  }
+  *status = 0;
+  return rt;
+fail:
+  if (rt->efd >= 0) close(rt->efd);
+  free(rt->ring);
+  free(rt);
+  return NULL;
+}
+
+void stoq_rt_close(stoq_rt* rt) {
+  if (!rt) return;
+  /* Blocks until every connection of the registration is closed: JS closes them first. */
+  rt->api->RegistrationClose(rt->registration);
+  MsQuicClose(rt->api);
+  io_uring_queue_exit(&rt->uring);
+  close(rt->efd);
+  /* Records still queued may own datagram copies: free them so nothing leaks. */
+  for (uint32_t i = 0; i < rt->count; i++) {
+    stoq_event* ev = &rt->ring[(rt->head + i) % rt->cap];
+    if (ev->type == STOQ_EV_CONN_DGRAM_RECV) free((void*)(uintptr_t)ev->a);
+  }
+  pthread_mutex_destroy(&rt->lock);
+  free(rt->ring);
+  free(rt);
+}
+
+uint32_t stoq_rt_poll(stoq_rt* rt, stoq_event* out, uint32_t max) {
+  pthread_mutex_lock(&rt->lock);
+  uint32_t n = rt->count < max ? rt->count : max;
+  for (uint32_t i = 0; i < n; i++) out[i] = rt->ring[(rt->head + i) % rt->cap];
+  rt->head = (rt->head + n) % rt->cap;
+  rt->count -= n;
+  pthread_mutex_unlock(&rt->lock);
+  return n;
+}
+
+/* Called from one Deno blocking-pool thread at a time (JS keeps a single waiter). Returns the
+ * number of queued events, 0 on timeout, or a negative errno. */
+int32_t stoq_rt_wait(stoq_rt* rt, int32_t timeout_ms) {
+  pthread_mutex_lock(&rt->lock);
+  if (rt->count > 0) { uint32_t n = rt->count; pthread_mutex_unlock(&rt->lock); return (int32_t)n; }
+  rt->sleeping = 1;
+  pthread_mutex_unlock(&rt->lock);
+
+  if (!rt->read_armed) {
+    struct io_uring_sqe* sqe = io_uring_get_sqe(&rt->uring);
+    io_uring_prep_read(sqe, rt->efd, &rt->efd_value, sizeof rt->efd_value, 0);
+    io_uring_submit(&rt->uring);
+    rt->read_armed = 1;
+  }
+  struct io_uring_cqe* cqe = NULL;
+  int r;
+  if (timeout_ms < 0) {
+    r = io_uring_wait_cqe(&rt->uring, &cqe);
+  } else {
+    struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
+                                   .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
+    r = io_uring_wait_cqe_timeout(&rt->uring, &cqe, &ts);
+  }
+  if (r == 0 && cqe) {
+    io_uring_cqe_seen(&rt->uring, cqe);
+    rt->read_armed = 0;
+  }
+  pthread_mutex_lock(&rt->lock);
+  rt->sleeping = 0;
+  if (!rt->read_armed) rt->wake_pending = 0;
+  uint32_t n = rt->count;
+  pthread_mutex_unlock(&rt->lock);
+  if (r < 0 && r != -ETIME && r != -EINTR) return r;
+  return (int32_t)n;
+}
+
+void stoq_rt_wake(stoq_rt* rt) {
+  pthread_mutex_lock(&rt->lock);
+  if (!rt->wake_pending) {
+    rt->wake_pending = 1;
+    uint64_t one = 1;
+    ssize_t w = write(rt->efd, &one, sizeof one);
+    (void)w;
+  }
+  pthread_mutex_unlock(&rt->lock);
+}
+
+void stoq_rt_counts(stoq_rt* rt, uint64_t* out, uint32_t n) {
+  for (uint32_t i = 0; i < n && i < STOQ_COUNT_MAX; i++)
+    out[i] = atomic_load_explicit(&rt->counts[i], memory_order_relaxed);
+}
+
+void stoq_buf_free(stoq_rt* rt, void* buf) {
+  if (!buf) return;
+  free(buf);
+  count_add(rt, STOQ_COUNT_RECV_BUFFERS, -1);
+}
+
+uint32_t stoq_submit(stoq_rt* rt, stoq_op* ops, uint32_t n) {
+  uint32_t failed = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    stoq_op* op = &ops[i];
+    int32_t st;
+    switch (op->op) {
+      case STOQ_OP_STREAM_SEND:
+        st = op_stream_send(rt, op);
+        break;
+      case STOQ_OP_STREAM_RECV_COMPLETE:
+        rt->api->StreamReceiveComplete(((stoq_stream*)(uintptr_t)op->handle)->h, op->a);
+        st = 0;
+        break;
+      case STOQ_OP_STREAM_SHUTDOWN:
+        st = rt->api->StreamShutdown(((stoq_stream*)(uintptr_t)op->handle)->h,
+                                     (QUIC_STREAM_SHUTDOWN_FLAGS)op->a, op->b);
+        break;
+      case STOQ_OP_CONN_SHUTDOWN:
+        rt->api->ConnectionShutdown(((stoq_conn*)(uintptr_t)op->handle)->h,
+                                    (QUIC_CONNECTION_SHUTDOWN_FLAGS)op->a, op->b);
+        st = 0;
+        break;
+      case STOQ_OP_DGRAM_SEND:
+        st = op_dgram_send(rt, op);
+        break;
+      default:
+        st = QUIC_STATUS_INVALID_PARAMETER;
+    }
+    /* msquic reports queued work as PENDING (or CONTINUE): both are success here. */
+    if (!QUIC_FAILED(st)) st = 0;
+    op->status = st;
+    if (st != 0) failed++;
+  }
+  return failed;
+}

@@ -1,0 +1,168 @@
+/* Streams: the stream callback, open/close, and the send operation. */
+#include "internal.h"
+
+/* ---------- streams ---------- */
+
+static void free_send(stoq_send* snd) {
+  if (snd->magic != STOQ_SEND_LIVE) abort(); /* a second free would corrupt the heap: stop here */
+  snd->magic = STOQ_SEND_DEAD;
+  count_add(snd->rt, STOQ_COUNT_SEND_BUFFERS, -1);
+  count_add(snd->rt, STOQ_COUNT_SENDS_FREED, 1);
+  free(snd);
+}
+
+QUIC_STATUS QUIC_API stream_cb(HQUIC h, void* ctx, QUIC_STREAM_EVENT* ev) {
+  (void)h;
+  stoq_stream* s = ctx;
+  stoq_rt* rt = s->rt;
+  switch (ev->Type) {
+    case QUIC_STREAM_EVENT_START_COMPLETE:
+      push(rt, STOQ_EV_STREAM_START_COMPLETE, s->id, ev->START_COMPLETE.Status,
+           ev->START_COMPLETE.ID, ev->START_COMPLETE.PeerAccepted, 0);
+      break;
+    case QUIC_STREAM_EVENT_RECEIVE: {
+      uint32_t n = ev->RECEIVE.BufferCount;
+      uint64_t total = ev->RECEIVE.TotalBufferLength;
+      uint64_t fin = (ev->RECEIVE.Flags & QUIC_RECEIVE_FLAG_FIN) ? 1 : 0;
+      if (total == 0) {
+        stoq_event e = {.type = STOQ_EV_STREAM_RECV, .id = s->id, .c = fin, .d = 1};
+        push_events(rt, &e, 1);
+        return QUIC_STATUS_SUCCESS;
+      }
+      /* Hand msquic's own buffers to JS (one copy, into JS memory) and hold them with PENDING
+       * until JS calls STOQ_OP_STREAM_RECV_COMPLETE. */
+      stoq_event evs[8];
+      uint32_t k = 0;
+      for (uint32_t i = 0; i < n; i++) {
+        if (ev->RECEIVE.Buffers[i].Length == 0 && i + 1 < n) continue;
+        stoq_event e = {.type = STOQ_EV_STREAM_RECV, .id = s->id,
+                        .a = (uint64_t)(uintptr_t)ev->RECEIVE.Buffers[i].Buffer,
+                        .b = ev->RECEIVE.Buffers[i].Length, .c = 0, .d = 0, .e = total};
+        if (k == 8) { push_events(rt, evs, k); k = 0; }
+        evs[k++] = e;
+      }
+      evs[k - 1].c = fin; /* FIN and the total ride on the indication's last record */
+      evs[k - 1].d = 1;
+      push_events(rt, evs, k);
+      return QUIC_STATUS_PENDING;
+    }
+    case QUIC_STREAM_EVENT_SEND_COMPLETE: {
+      stoq_send* snd = ev->SEND_COMPLETE.ClientContext;
+      uint64_t len = snd ? snd->qb.Length : 0;
+      if (snd) free_send(snd);
+      /* A writer that is not blocked needs no wake-up per completion: JS learns of them in
+       * batches. A blocked writer asked to be woken once enough has drained. */
+      uint64_t left = atomic_fetch_sub(&s->outstanding, len) - len;
+      uint64_t below = atomic_load(&s->wake_below);
+      int wake = below != 0 && left < below;
+      if (wake) atomic_store(&s->wake_below, 0);
+      stoq_event e = {.type = STOQ_EV_STREAM_SEND_COMPLETE, .id = s->id, .a = len,
+                      .b = ev->SEND_COMPLETE.Canceled};
+      push_events_wake(rt, &e, 1, wake);
+      break;
+    }
+    case QUIC_STREAM_EVENT_PEER_SEND_SHUTDOWN:
+      push(rt, STOQ_EV_STREAM_PEER_SEND_SHUTDOWN, s->id, 0, 0, 0, 0);
+      break;
+    case QUIC_STREAM_EVENT_PEER_SEND_ABORTED:
+      push(rt, STOQ_EV_STREAM_PEER_SEND_ABORTED, s->id, 0, ev->PEER_SEND_ABORTED.ErrorCode, 0, 0);
+      break;
+    case QUIC_STREAM_EVENT_PEER_RECEIVE_ABORTED:
+      push(rt, STOQ_EV_STREAM_PEER_RECV_ABORTED, s->id, 0, ev->PEER_RECEIVE_ABORTED.ErrorCode, 0, 0);
+      break;
+    case QUIC_STREAM_EVENT_SEND_SHUTDOWN_COMPLETE:
+      push(rt, STOQ_EV_STREAM_SEND_SHUTDOWN_COMPLETE, s->id, 0, ev->SEND_SHUTDOWN_COMPLETE.Graceful,
+           0, 0);
+      break;
+    case QUIC_STREAM_EVENT_SHUTDOWN_COMPLETE:
+      push(rt, STOQ_EV_STREAM_SHUTDOWN_COMPLETE, s->id, ev->SHUTDOWN_COMPLETE.ConnectionCloseStatus,
+           ev->SHUTDOWN_COMPLETE.ConnectionShutdown, ev->SHUTDOWN_COMPLETE.ConnectionErrorCode,
+           ev->SHUTDOWN_COMPLETE.ConnectionClosedRemotely);
+      break;
+    case QUIC_STREAM_EVENT_IDEAL_SEND_BUFFER_SIZE:
+      push(rt, STOQ_EV_STREAM_IDEAL_SEND_BUFFER, s->id, 0, ev->IDEAL_SEND_BUFFER_SIZE.ByteCount, 0, 0);
+      break;
+    default:
+      break;
+  }
+  return QUIC_STATUS_SUCCESS;
+}
+
+stoq_stream* stream_new(stoq_rt* rt) {
+  stoq_stream* s = calloc(1, sizeof *s);
+  if (!s) return NULL;
+  s->rt = rt;
+  s->id = atomic_fetch_add(&rt->next_id, 1);
+  count_add(rt, STOQ_COUNT_STREAMS, 1);
+  return s;
+}
+
+stoq_stream* stoq_stream_open(stoq_conn* c, uint32_t unidirectional, int32_t* status) {
+  stoq_rt* rt = c->rt;
+  stoq_stream* s = stream_new(rt);
+  if (!s) { *status = QUIC_STATUS_OUT_OF_MEMORY; return NULL; }
+  QUIC_STATUS st = rt->api->StreamOpen(
+      c->h, unidirectional ? QUIC_STREAM_OPEN_FLAG_UNIDIRECTIONAL : QUIC_STREAM_OPEN_FLAG_NONE,
+      stream_cb, s, &s->h);
+  if (QUIC_SUCCEEDED(st)) {
+    /* Without FAIL_BLOCKED the start waits for stream credit instead of failing. */
+    st = rt->api->StreamStart(s->h, QUIC_STREAM_START_FLAG_SHUTDOWN_ON_FAIL);
+    if (QUIC_FAILED(st)) rt->api->StreamClose(s->h);
+  }
+  if (QUIC_FAILED(st)) {
+    count_add(rt, STOQ_COUNT_STREAMS, -1);
+    free(s);
+    *status = st;
+    return NULL;
+  }
+  *status = 0;
+  return s;
+}
+
+uint64_t stoq_stream_id(stoq_stream* s) { return s->id; }
+
+void stoq_stream_wake_below(stoq_stream* s, uint64_t bytes) {
+  atomic_store(&s->wake_below, bytes);
+  /* Completions that raced past the level before it was set are already queued, and JS never
+   * sleeps with records queued, so no wake-up is lost. */
+}
+
+uint64_t stoq_stream_quic_id(stoq_stream* s) {
+  QUIC_UINT62 id = 0;
+  uint32_t len = sizeof id;
+  if (QUIC_FAILED(s->rt->api->GetParam(s->h, QUIC_PARAM_STREAM_ID, &len, &id))) return UINT64_MAX;
+  return id;
+}
+
+void stoq_stream_close(stoq_stream* s) {
+  if (!s) return;
+  s->rt->api->StreamClose(s->h);
+  count_add(s->rt, STOQ_COUNT_STREAMS, -1);
+  free(s);
+}
+
+int32_t op_stream_send(stoq_rt* rt, stoq_op* op) {
+  stoq_stream* s = (stoq_stream*)(uintptr_t)op->handle;
+  uint64_t len = op->b;
+  if (len > UINT32_MAX) return QUIC_STATUS_INVALID_PARAMETER;
+  QUIC_SEND_FLAGS flags = op->c ? QUIC_SEND_FLAG_FIN : QUIC_SEND_FLAG_NONE;
+  if (len == 0) {
+    /* A bare FIN needs no buffer, so no SEND_COMPLETE bookkeeping. */
+    return rt->api->StreamSend(s->h, NULL, 0, flags, NULL);
+  }
+  stoq_send* snd = malloc(sizeof *snd + len);
+  if (!snd) return QUIC_STATUS_OUT_OF_MEMORY;
+  memcpy(snd->data, (const void*)(uintptr_t)op->a, len);
+  snd->qb.Buffer = snd->data;
+  snd->qb.Length = (uint32_t)len;
+  snd->rt = rt;
+  snd->magic = STOQ_SEND_LIVE;
+  count_add(rt, STOQ_COUNT_SEND_BUFFERS, 1);
+  count_add(rt, STOQ_COUNT_SENDS_ALLOCATED, 1);
+  atomic_fetch_add(&s->outstanding, len);
+  QUIC_STATUS st = rt->api->StreamSend(s->h, &snd->qb, 1, flags, snd);
+  if (QUIC_FAILED(st)) atomic_fetch_sub(&s->outstanding, len);
+  /* msquic did not take the buffer: SEND_COMPLETE will never come, so free it now. */
+  if (QUIC_FAILED(st)) free_send(snd);
+  return st;
+}
