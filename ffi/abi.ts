@@ -45,7 +45,11 @@ export const Op = {
   STREAM_SHUTDOWN: 3,
   CONN_SHUTDOWN: 4,
   DGRAM_SEND: 5,
+  CONN_START: 6,
 } as const;
+
+/** Flags of `stoq_conn_connect` (`enum stoq_connect_flags`). */
+export const ConnectFlags = { DEFER_START: 1 } as const;
 
 /** msquic's QUIC_STREAM_SHUTDOWN_FLAGS. */
 export const StreamShutdown = {

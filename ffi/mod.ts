@@ -7,6 +7,7 @@ export { type StoqSymbols, symbols } from "./symbols.ts";
 export {
   ABI_VERSION,
   CloseKind,
+  ConnectFlags,
   Count,
   Cred,
   Ev,

@@ -177,7 +177,7 @@ int parse_addr6(const char* addr, uint16_t port, QUIC_ADDR* out) {
 
 stoq_conn* stoq_conn_connect(stoq_rt* rt, stoq_config* cfg, const char* server_name,
                              const char* addr, uint16_t port, const uint8_t* ticket,
-                             uint32_t ticket_len, int32_t* status) {
+                             uint32_t ticket_len, uint32_t flags, int32_t* status) {
   stoq_conn* c = conn_new(rt);
   if (!c) { *status = QUIC_STATUS_OUT_OF_MEMORY; return NULL; }
   c->cfg = cfg;
@@ -201,13 +201,23 @@ stoq_conn* stoq_conn_connect(stoq_rt* rt, stoq_config* cfg, const char* server_n
     }
     if (QUIC_FAILED(st)) { rt->api->ConnectionClose(c->h); goto fail; }
   }
-  st = rt->api->ConnectionStart(c->h, cfg->h, QUIC_ADDRESS_FAMILY_INET6, server_name, port);
-  if (QUIC_FAILED(st)) { rt->api->ConnectionClose(c->h); goto fail; }
+  if (flags & STOQ_CONNECT_DEFER_START) {
+    c->start_port = port;
+    if (!(c->start_name = strdup(server_name))) {
+      st = QUIC_STATUS_OUT_OF_MEMORY;
+      rt->api->ConnectionClose(c->h);
+      goto fail;
+    }
+  } else {
+    st = rt->api->ConnectionStart(c->h, cfg->h, QUIC_ADDRESS_FAMILY_INET6, server_name, port);
+    if (QUIC_FAILED(st)) { rt->api->ConnectionClose(c->h); goto fail; }
+  }
   *status = 0;
   return c;
 fail:
   count_add(rt, STOQ_COUNT_CONNECTIONS, -1);
   free(c->server_name);
+  free(c->start_name);
   free(c);
   *status = st;
   return NULL;
@@ -278,8 +288,22 @@ void stoq_conn_close(stoq_conn* c) {
   c->rt->api->ConnectionClose(c->h);
   conn_drop_cert(c);
   free(c->server_name);
+  free(c->start_name);
   count_add(c->rt, STOQ_COUNT_CONNECTIONS, -1);
   free(c);
+}
+
+int32_t op_conn_start(stoq_rt* rt, stoq_op* op) {
+  stoq_conn* c = (stoq_conn*)(uintptr_t)op->handle;
+  if (!c->start_name) return QUIC_STATUS_INVALID_STATE;
+  QUIC_STATUS st = rt->api->ConnectionStart(c->h, c->cfg->h, QUIC_ADDRESS_FAMILY_INET6,
+                                            c->start_name, c->start_port);
+  free(c->start_name);
+  c->start_name = NULL;
+  /* A failed start never reaches SHUTDOWN_COMPLETE by itself: shut the connection down so it
+   * does, and JS frees it as usual. */
+  if (QUIC_FAILED(st)) rt->api->ConnectionShutdown(c->h, QUIC_CONNECTION_SHUTDOWN_FLAG_SILENT, 0);
+  return st;
 }
 
 int32_t op_dgram_send(stoq_rt* rt, stoq_op* op) {

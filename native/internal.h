@@ -75,6 +75,8 @@ struct stoq_conn {
   HQUIC h;
   stoq_config* cfg;   /* the configuration it handshakes with (JS keeps it open meanwhile) */
   char* server_name;  /* clients: the name the server's certificate must carry */
+  char* start_name;   /* a deferred start: the name and port to start with */
+  uint16_t start_port;
   uint8_t peer_ok;    /* the peer's certificate was accepted by the shim (or handed to JS) */
   uint8_t* peer_cert;  /* copies held for deferred validation, freed on close */
   uint8_t* peer_chain;
@@ -132,5 +134,6 @@ STOQ_INTERNAL stoq_conn* conn_new(stoq_rt* rt);
 STOQ_INTERNAL QUIC_STATUS QUIC_API conn_cb(HQUIC h, void* ctx, QUIC_CONNECTION_EVENT* ev);
 STOQ_INTERNAL int parse_addr6(const char* addr, uint16_t port, QUIC_ADDR* out);
 STOQ_INTERNAL int32_t op_dgram_send(stoq_rt* rt, stoq_op* op);
+STOQ_INTERNAL int32_t op_conn_start(stoq_rt* rt, stoq_op* op);
 
 #endif

@@ -203,6 +203,9 @@ uint32_t stoq_submit(stoq_rt* rt, stoq_op* ops, uint32_t n) {
       case STOQ_OP_DGRAM_SEND:
         st = op_dgram_send(rt, op);
         break;
+      case STOQ_OP_CONN_START:
+        st = op_conn_start(rt, op);
+        break;
       default:
         st = QUIC_STATUS_INVALID_PARAMETER;
     }

@@ -76,6 +76,7 @@ enum stoq_op_type {
   STOQ_OP_STREAM_SHUTDOWN = 3,      /* a=QUIC_STREAM_SHUTDOWN_FLAGS, b=code */
   STOQ_OP_CONN_SHUTDOWN = 4,        /* a=QUIC_CONNECTION_SHUTDOWN_FLAGS, b=code */
   STOQ_OP_DGRAM_SEND = 5,           /* a=data ptr, b=len; the bytes are copied */
+  STOQ_OP_CONN_START = 6,           /* starts a connection opened with STOQ_CONNECT_DEFER_START */
 };
 
 enum stoq_send_flags { STOQ_SEND_FIN = 1, STOQ_SEND_0RTT = 2 };
@@ -171,10 +172,14 @@ uint32_t stoq_listener_port(stoq_listener* l);
 uint64_t stoq_listener_id(stoq_listener* l);
 void stoq_listener_close(stoq_listener* l);
 
-/* `ticket` (may be NULL) is a resumption ticket from an earlier TICKET record. */
+/* `ticket` (may be NULL) is a resumption ticket from an earlier TICKET record. With
+ * STOQ_CONNECT_DEFER_START the connection starts at a later STOQ_OP_CONN_START, so that streams
+ * opened and written meanwhile go out as 0-RTT data in the first flight (msquic sends early data
+ * only with it). */
+enum stoq_connect_flags { STOQ_CONNECT_DEFER_START = 1 };
 stoq_conn* stoq_conn_connect(stoq_rt* rt, stoq_config* c, const char* server_name,
                              const char* addr, uint16_t port, const uint8_t* ticket,
-                             uint32_t ticket_len, int32_t* status);
+                             uint32_t ticket_len, uint32_t flags, int32_t* status);
 uint64_t stoq_conn_id(stoq_conn* c);
 int32_t stoq_conn_stats(stoq_conn* c, uint64_t* out, uint32_t n);
 int32_t stoq_conn_address(stoq_conn* c, uint32_t remote, uint8_t* out16, uint32_t* port);

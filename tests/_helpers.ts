@@ -234,6 +234,9 @@ export async function serveEcho(
       ).pipeTo(writable);
       return { hash: h.digest("hex"), bytes };
     })());
+    // Observed at once: a stream the peer resets must not count as an unhandled rejection
+    // before Promise.all below gets to it.
+    jobs.at(-1)!.catch(() => {});
   }
   return await Promise.all(jobs);
 }
@@ -250,4 +253,87 @@ export async function echoOnce(
     hashStream(readable),
   ]);
   return back;
+}
+
+/** An echo server in a child process (tests/fixtures/echo_server.ts). */
+export interface EchoProcess extends AsyncDisposable {
+  port: number;
+  ca: string;
+  child: Deno.ChildProcess;
+  /** Whether the `n`-th stream (from 0) the server accepted was opened by 0-RTT data. */
+  earlyData(n: number): Promise<boolean>;
+}
+
+/**
+ * Stops (SIGSTOP) or resumes (SIGCONT) a child process and waits until the kernel reports the
+ * new state: a stop is delivered to the process's threads asynchronously.
+ */
+export async function freeze(
+  child: Deno.ChildProcess,
+  frozen: boolean,
+): Promise<void> {
+  child.kill(frozen ? "SIGSTOP" : "SIGCONT");
+  const stat = `/proc/${child.pid}/stat`;
+  // The state is the field after the parenthesised command name.
+  const state = async () =>
+    (await Deno.readTextFile(stat)).split(") ")[1].split(" ")[0];
+  while ((await state() === "T") !== frozen) { /* the signal is on its way */ }
+}
+
+/** Starts the echo server fixture in its own process with extra listen options. */
+export async function spawnEchoServer(
+  listenOptions: Partial<StoqListenOptions> = {},
+  alpn = ALPN,
+): Promise<EchoProcess> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--unstable-net",
+      new URL("./fixtures/echo_server.ts", import.meta.url).pathname,
+      alpn,
+      JSON.stringify(listenOptions),
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const out = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let line = "";
+  while (!line.includes("\n")) {
+    const { value, done } = await out.read();
+    if (done) throw new Error("the echo server exited before listening");
+    line += value;
+  }
+  const [first, ...rest] = line.split("\n");
+  const { port, ca } = JSON.parse(first);
+  const reports: PromiseWithResolvers<boolean>[] = [];
+  const report = (n: number) => reports[n] ??= Promise.withResolvers();
+  let received = 0;
+  let pending = rest.join("\n");
+  const draining = (async () => {
+    while (true) {
+      const lines = pending.split("\n");
+      pending = lines.pop()!;
+      for (const l of lines) {
+        report(received++).resolve(JSON.parse(l).earlyData);
+      }
+      const { value, done } = await out.read();
+      if (done) break;
+      pending += value;
+    }
+  })();
+  return {
+    port,
+    ca,
+    child,
+    earlyData: (n) => report(n).promise,
+    async [Symbol.asyncDispose]() {
+      try {
+        child.kill("SIGCONT");
+        child.kill("SIGKILL");
+      } catch { /* already gone */ }
+      await child.status;
+      await draining;
+    },
+  };
 }

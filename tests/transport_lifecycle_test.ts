@@ -8,6 +8,7 @@ import {
   pair,
   randomBytes,
   rejection,
+  spawnEchoServer,
 } from "./_helpers.ts";
 
 /** Starts a 32 MiB write the server does not read, and resolves once data reached the server. */
@@ -108,29 +109,9 @@ Deno.test("endpoint.close() with open connections and streams rejects pending re
 });
 
 Deno.test("a peer process killed mid-transfer makes pending reads and writes reject within the idle timeout", async () => {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--unstable-net",
-      new URL("./fixtures/echo_server.ts", import.meta.url).pathname,
-      ALPN,
-    ],
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const out = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let line = "";
-  while (!line.includes("\n")) {
-    const { value, done } = await out.read();
-    if (done) break;
-    line += value;
-  }
-  const { port, ca } = JSON.parse(line);
-  const draining = (async () => {
-    while (!(await out.read()).done) { /* until the child dies */ }
-  })();
-  try {
+  await using server = await spawnEchoServer();
+  const { port, ca, child } = server;
+  {
     await using client = new StoqEndpoint();
     const conn = await client.connect({
       hostname: "::1",
@@ -182,11 +163,5 @@ Deno.test("a peer process killed mid-transfer makes pending reads and writes rej
       "IDLE_TIMEOUT",
       "CONNECTION_REFUSED",
     );
-  } finally {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* already dead */ }
-    await child.status;
-    await draining;
   }
 });

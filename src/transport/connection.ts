@@ -182,6 +182,8 @@ const REJECTIONS: Record<number, string> = {
 };
 
 const TLS_ALERT_BAD_CERTIFICATE = 42;
+// QUIC_CONNECTION_SHUTDOWN_FLAG_SILENT: no CONNECTION_CLOSE is sent, nothing is waited for.
+const SHUTDOWN_SILENT = 1n;
 const internal = Symbol("stoq.internal");
 
 /**
@@ -213,6 +215,7 @@ export class StoqConnection implements AsyncDisposable {
   #maxDatagramSize = 0;
   #connected = false;
   #resumed = false;
+  #startPending = false;
   #native = true;
   #error: StoqError | undefined;
   #closeInfo: StoqCloseInfo | undefined;
@@ -258,6 +261,21 @@ export class StoqConnection implements AsyncDisposable {
     this.#handshake.promise.catch(() => {});
     this.#closed.promise.catch(() => {});
     runtime.register(id, (ev, i) => this.#onEvent(ev, i));
+    if (hooks.zeroRtt) {
+      // Started by the first stream operation's batch, or in the next task at the latest.
+      this.#startPending = true;
+      setTimeout(() => this.requestStart(), 0);
+    }
+  }
+
+  /**
+   * Starts a 0-RTT connection whose native start was deferred, after every operation queued in
+   * this turn (so that stream data written right after `connect()` goes out as early data).
+   */
+  requestStart(): void {
+    if (!this.#startPending) return;
+    this.#startPending = false;
+    this.runtime.submitLast(Op.CONN_START, this.#ptr);
   }
 
   /** @internal */
@@ -416,7 +434,10 @@ export class StoqConnection implements AsyncDisposable {
       zeroRtt: this.#hooks.zeroRtt === true,
     });
     this.#streams.add(core);
-    await core.started(signal);
+    // During a 0-RTT handshake the stream is handed out at once, so that what is written now
+    // joins the first flight (msquic holds it until the stream may send); otherwise the stream
+    // waits for the peer's credit first.
+    if (!(this.#hooks.zeroRtt && !this.#connected)) await core.started(signal);
     return core;
   }
 
@@ -558,7 +579,30 @@ export class StoqConnection implements AsyncDisposable {
     }
     if (!this.#native || this.#closeInfo || this.#error) return;
     this.#closeInfo = { closeCode, reason: info.reason ?? "" };
-    this.runtime.submit(Op.CONN_SHUTDOWN, this.#ptr, 0n, BigInt(closeCode));
+    if (this.#startPending) {
+      // Never started (0-RTT, nothing written yet): start it first, then shut it down.
+      this.requestStart();
+      this.runtime.submitLast(
+        Op.CONN_SHUTDOWN,
+        this.#ptr,
+        0n,
+        BigInt(closeCode),
+      );
+    } else {
+      this.runtime.submit(Op.CONN_SHUTDOWN, this.#ptr, 0n, BigInt(closeCode));
+    }
+  }
+
+  /**
+   * Abandons a connection whose handshake is still running, without telling the peer (msquic's
+   * silent shutdown), so nothing waits for a peer that may never answer.
+   */
+  abandon(): void {
+    if (!this.#native || this.#closeInfo || this.#error) return;
+    if (this.#connected) return this.close();
+    this.#closeInfo = { closeCode: 0, reason: "connect abandoned" };
+    this.requestStart();
+    this.runtime.submitLast(Op.CONN_SHUTDOWN, this.#ptr, SHUTDOWN_SILENT, 0n);
   }
 
   /** Closes and waits until everything is freed. */

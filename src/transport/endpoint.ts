@@ -4,7 +4,7 @@
  * @module
  */
 
-import { Cred, Ev, Events, type Records } from "../../ffi/mod.ts";
+import { ConnectFlags, Cred, Ev, Events, type Records } from "../../ffi/mod.ts";
 import { StoqError } from "../errors.ts";
 import {
   checkConnectTarget,
@@ -479,7 +479,7 @@ export class StoqEndpoint implements AsyncDisposable {
     }
     const aborted = Promise.withResolvers<never>();
     const onAbort = () => {
-      conn.close();
+      conn.abandon();
       aborted.reject(abortError(signal, "connect"));
     };
     signal.addEventListener("abort", onAbort, { once: true });
@@ -503,6 +503,9 @@ export class StoqEndpoint implements AsyncDisposable {
     const ticket = resume ? this.#tickets.get(ticketKey) : undefined;
     const lib = this.#runtime.lib;
     const status = new Int32Array(1);
+    // 0-RTT: the start waits for the streams the caller opens and writes right away, so that
+    // their data joins the first flight (msquic sends early data with it only).
+    const zeroRtt = options.zeroRtt === true && ticket !== undefined;
     const ptr = lib.stoq_conn_connect(
       this.#runtime.rt,
       lease.ptr,
@@ -511,6 +514,7 @@ export class StoqEndpoint implements AsyncDisposable {
       target.port,
       ticket ?? null,
       ticket?.length ?? 0,
+      zeroRtt ? ConnectFlags.DEFER_START : 0,
       status,
     );
     if (ptr === null) {
@@ -525,7 +529,7 @@ export class StoqEndpoint implements AsyncDisposable {
       Number(lib.stoq_conn_id(ptr)),
       {
         verifyPeer: options.verifyPeer,
-        zeroRtt: options.zeroRtt === true && ticket !== undefined,
+        zeroRtt,
         onTicket: resume ? (t) => this.#tickets.set(ticketKey, t) : undefined,
         onClosed: () => this.#configs.release(lease),
       },

@@ -52,6 +52,8 @@ export class Runtime {
   readonly #opDone: (Completion | undefined)[] = [];
   readonly #opKeep: (Uint8Array | undefined)[] = [];
   #opCount = 0;
+  // Operations that go down after everything else queued in this turn (deferred starts).
+  #lastOps: [number, Deno.PointerObject, bigint, bigint][] = [];
   #flushScheduled = false;
   #refs = 0;
   #pump: Promise<void> | undefined;
@@ -176,7 +178,7 @@ export class Runtime {
     done?: Completion,
     keep?: Uint8Array,
   ): void {
-    if (this.#opCount === SUBMIT_BATCH) this.flush();
+    if (this.#opCount === SUBMIT_BATCH) this.#flushBatch();
     const i = this.#opCount++;
     this.#ops.setOp(i, op, Deno.UnsafePointer.value(handle) as bigint, a, b, c);
     this.#opDone[i] = done;
@@ -212,8 +214,30 @@ export class Runtime {
     );
   }
 
+  /**
+   * Queues an operation that reaches the shim after every other operation queued in this turn
+   * (a deferred connection start follows the stream data it carries as 0-RTT).
+   */
+  submitLast(op: number, handle: Deno.PointerObject, a = 0n, b = 0n): void {
+    this.#lastOps.push([op, handle, a, b]);
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      queueMicrotask(() => this.flush());
+    }
+  }
+
   /** Hands every queued operation to the shim now. */
   flush(): void {
+    this.#flushBatch();
+    while (this.#lastOps.length > 0) {
+      const last = this.#lastOps;
+      this.#lastOps = [];
+      for (const [op, handle, a, b] of last) this.submit(op, handle, a, b);
+      this.#flushBatch();
+    }
+  }
+
+  #flushBatch(): void {
     this.#flushScheduled = false;
     const n = this.#opCount;
     if (n === 0) return;

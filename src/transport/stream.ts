@@ -81,6 +81,8 @@ export interface StoqBidirectionalStream {
 /** What a stream needs from its connection. */
 export interface StreamOwner {
   readonly runtime: Runtime;
+  /** Starts a connection whose start waits for its first stream operations (0-RTT). */
+  requestStart(): void;
   /** The error that ended the connection, once it has ended. */
   failure(): StoqError;
   /** Called once the native stream is closed. */
@@ -452,6 +454,7 @@ export class StreamCore {
         }
       },
     );
+    this.#owner.requestStart();
     return done.promise;
   }
 
@@ -473,6 +476,7 @@ export class StreamCore {
       BigInt(StreamShutdown.GRACEFUL),
       0n,
     );
+    this.#owner.requestStart();
     return this.#closeWaiter.promise;
   }
 
