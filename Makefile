@@ -14,7 +14,7 @@ CFLAGS := -O2 -g -fPIC -std=c11 -Wall -Wextra -Werror -fvisibility=default
 DENO_RUN := $(DENO) run -A --unstable-net
 TEST_FLAGS ?=
 
-.PHONY: all deps native test serve bench bench-compare bench-provision bench-baseline bench-handshake check clean
+.PHONY: all deps native test serve bench bench-compare bench-provision bench-baseline bench-handshake bench-connections check clean
 
 all: native
 
@@ -98,6 +98,9 @@ $(BUILD)/c_handshake: bench/c_handshake.c $(LIBDIR)/libmsquic.so.2 $(BUILD)/msqu
 
 bench-handshake: native $(BUILD)/c_handshake $(BUILD)/dev-certs/cert.pem
 	$(DENO_RUN) bench/handshake.ts
+
+bench-connections: native $(BUILD)/dev-certs/cert.pem
+	$(DENO_RUN) bench/connections.ts
 
 bench-provision: deps
 	$(DENO_RUN) bench/provision.ts

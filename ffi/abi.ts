@@ -49,7 +49,7 @@ export const Op = {
 } as const;
 
 /** Flags of `stoq_conn_connect` (`enum stoq_connect_flags`). */
-export const ConnectFlags = { DEFER_START: 1 } as const;
+export const ConnectFlags = { DEFER_START: 1, SHARE_BINDING: 2 } as const;
 
 /** msquic's QUIC_STREAM_SHUTDOWN_FLAGS. */
 export const StreamShutdown = {

@@ -90,7 +90,8 @@ export const symbols = {
   /**
    * stoq_conn* stoq_conn_connect(stoq_rt*, stoq_config*, const char* server_name,
    * const char* addr, uint16_t port, const uint8_t* ticket (nullable, JS-owned, copied),
-   * uint32_t ticket_len, uint32_t flags (ConnectFlags), int32_t* status_out)
+   * uint32_t ticket_len, uint32_t flags (ConnectFlags), const char* local_addr (nullable),
+   * uint16_t local_port, int32_t* status_out)
    */
   stoq_conn_connect: {
     parameters: [
@@ -102,6 +103,8 @@ export const symbols = {
       "buffer",
       "u32",
       "u32",
+      "buffer",
+      "u16",
       "buffer",
     ],
     result: "pointer",

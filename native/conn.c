@@ -177,7 +177,8 @@ int parse_addr6(const char* addr, uint16_t port, QUIC_ADDR* out) {
 
 stoq_conn* stoq_conn_connect(stoq_rt* rt, stoq_config* cfg, const char* server_name,
                              const char* addr, uint16_t port, const uint8_t* ticket,
-                             uint32_t ticket_len, uint32_t flags, int32_t* status) {
+                             uint32_t ticket_len, uint32_t flags, const char* local_addr,
+                             uint16_t local_port, int32_t* status) {
   stoq_conn* c = conn_new(rt);
   if (!c) { *status = QUIC_STATUS_OUT_OF_MEMORY; return NULL; }
   c->cfg = cfg;
@@ -186,6 +187,17 @@ stoq_conn* stoq_conn_connect(stoq_rt* rt, stoq_config* cfg, const char* server_n
     goto fail;
   st = rt->api->ConnectionOpen(rt->registration, conn_cb, c, &c->h);
   if (QUIC_FAILED(st)) goto fail;
+  if (flags & STOQ_CONNECT_SHARE_BINDING) {
+    BOOLEAN share = TRUE;
+    st = rt->api->SetParam(c->h, QUIC_PARAM_CONN_SHARE_UDP_BINDING, sizeof share, &share);
+    if (QUIC_SUCCEEDED(st) && local_addr) {
+      QUIC_ADDR local;
+      st = parse_addr6(local_addr, local_port, &local)
+               ? rt->api->SetParam(c->h, QUIC_PARAM_CONN_LOCAL_ADDRESS, sizeof local, &local)
+               : QUIC_STATUS_INVALID_ADDRESS;
+    }
+    if (QUIC_FAILED(st)) { rt->api->ConnectionClose(c->h); goto fail; }
+  }
   if (ticket && ticket_len > 0) {
     /* A ticket msquic cannot use (other ALPN, expired) is refused here: connect cold. */
     (void)rt->api->SetParam(c->h, QUIC_PARAM_CONN_RESUMPTION_TICKET, ticket_len, ticket);

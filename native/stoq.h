@@ -176,10 +176,14 @@ void stoq_listener_close(stoq_listener* l);
  * STOQ_CONNECT_DEFER_START the connection starts at a later STOQ_OP_CONN_START, so that streams
  * opened and written meanwhile go out as 0-RTT data in the first flight (msquic sends early data
  * only with it). */
-enum stoq_connect_flags { STOQ_CONNECT_DEFER_START = 1 };
+/* With STOQ_CONNECT_SHARE_BINDING the connection shares its UDP socket with other connections
+ * to the same server: the one bound to `local_addr` and `local_port` (NULL and 0: a new socket,
+ * whose address stoq_conn_address then reports for the next connections). */
+enum stoq_connect_flags { STOQ_CONNECT_DEFER_START = 1, STOQ_CONNECT_SHARE_BINDING = 2 };
 stoq_conn* stoq_conn_connect(stoq_rt* rt, stoq_config* c, const char* server_name,
                              const char* addr, uint16_t port, const uint8_t* ticket,
-                             uint32_t ticket_len, uint32_t flags, int32_t* status);
+                             uint32_t ticket_len, uint32_t flags, const char* local_addr,
+                             uint16_t local_port, int32_t* status);
 uint64_t stoq_conn_id(stoq_conn* c);
 int32_t stoq_conn_stats(stoq_conn* c, uint64_t* out, uint32_t n);
 int32_t stoq_conn_address(stoq_conn* c, uint32_t remote, uint8_t* out16, uint32_t* port);

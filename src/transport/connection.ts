@@ -345,6 +345,21 @@ export class StoqConnection implements AsyncDisposable {
     return this.#remote ?? { hostname: "::", port: 0, transport: "quic" };
   }
 
+  /** The local address; undefined before a deferred 0-RTT start and once closed. */
+  get localAddr(): StoqAddr | undefined {
+    if (!this.#native) return undefined;
+    const addr = new Uint8Array(16);
+    const port = new Uint32Array(1);
+    const st = this.runtime.lib.stoq_conn_address(
+      this.#ptr,
+      0,
+      addr,
+      new Uint8Array(port.buffer),
+    );
+    if (st !== 0 || port[0] === 0) return undefined;
+    return { hostname: formatIPv6(addr), port: port[0], transport: "quic" };
+  }
+
   /**
    * The certificate the peer presented, when validation was deferred to a `verifyPeer`
    * callback (the same object the callback received); `undefined` otherwise.

@@ -180,6 +180,13 @@ export interface StoqListenOptions
   zeroRtt?: boolean;
 }
 
+/** A UDP socket that client connections to one server share. */
+interface SharedSocket {
+  /** Its local address and port; undefined until the first connection has started. */
+  local?: { hostname: string; port: number };
+  sharers: number;
+}
+
 /** The host and port a connection reaches. */
 interface Target {
   literal: string;
@@ -309,6 +316,10 @@ export class StoqEndpoint implements AsyncDisposable {
   readonly #configs: ConfigCache;
   readonly #tickets = new TicketStore();
   #closing: Promise<void> | undefined;
+  // Client connections to one server share a UDP socket (msquic's shared binding): its local
+  // address per server, and how many live connections hold it (it goes away with the last one,
+  // once that is freed).
+  readonly #sockets = new Map<string, SharedSocket>();
 
   static {
     trackConnection = (endpoint, conn) => endpoint.#track(conn);
@@ -506,6 +517,9 @@ export class StoqEndpoint implements AsyncDisposable {
     // 0-RTT: the start waits for the streams the caller opens and writes right away, so that
     // their data joins the first flight (msquic sends early data with it only).
     const zeroRtt = options.zeroRtt === true && ticket !== undefined;
+    const remote = `[${target.literal}]:${target.port}`;
+    let socket = this.#sockets.get(remote);
+    if (!socket) this.#sockets.set(remote, socket = { sharers: 0 });
     const ptr = lib.stoq_conn_connect(
       this.#runtime.rt,
       lease.ptr,
@@ -514,7 +528,9 @@ export class StoqEndpoint implements AsyncDisposable {
       target.port,
       ticket ?? null,
       ticket?.length ?? 0,
-      zeroRtt ? ConnectFlags.DEFER_START : 0,
+      ConnectFlags.SHARE_BINDING | (zeroRtt ? ConnectFlags.DEFER_START : 0),
+      socket.local ? cstr(socket.local.hostname) : null,
+      socket.local?.port ?? 0,
       status,
     );
     if (ptr === null) {
@@ -523,6 +539,7 @@ export class StoqEndpoint implements AsyncDisposable {
         `connect to [${target.literal}]:${target.port}`,
       );
     }
+    socket.sharers++;
     const conn = StoqConnection.create(
       this.#runtime,
       ptr,
@@ -531,10 +548,15 @@ export class StoqEndpoint implements AsyncDisposable {
         verifyPeer: options.verifyPeer,
         zeroRtt,
         onTicket: resume ? (t) => this.#tickets.set(ticketKey, t) : undefined,
-        onClosed: () => this.#configs.release(lease),
+        onClosed: () => {
+          this.#configs.release(lease);
+          // Freed, so no longer holding the shared socket: after the last one it is gone.
+          if (--socket.sharers === 0) this.#sockets.delete(remote);
+        },
       },
     );
     this.#track(conn);
+    if (!socket.local && !zeroRtt) socket.local = conn.localAddr;
     return conn;
   }
 
