@@ -61,7 +61,40 @@ $(LIBDIR)/libstoq.so: $(NATIVE_SRC) $(NATIVE_HDR) $(LIBDIR)/libmsquic.so.2 $(BUI
 	$(CC) $(CFLAGS) -I$(BUILD)/msquic-include -shared -o $@ $(NATIVE_SRC) \
 	  -L$(LIBDIR) -l:libmsquic.so.2 -luring -lpthread -Wl,-rpath,'$$ORIGIN' -Wl,-z,nodelete
 
-native: deps $(LIBDIR)/libstoq.so
+# ---- Falcon-512 for TrustChain: PQClean's sources from the pqcrypto-falcon crate -----------
+# libstoq_falcon.so is separate from the transport shim: native/falcon/*.c over PQClean's
+# falcon-512 "clean" (portable) and "avx2" builds, chosen at run time (see native/falcon/falcon.c).
+FALCON_CRATE := native/falcon/Cargo.toml
+PQCLEAN := $(BUILD)/pqclean
+FALCON_PQ_SRC := codec common fft fpr keygen rng sign vrfy
+FALCON_CFLAGS := -O2 -g -fPIC -std=c11 -Wall -Wextra -Werror -fvisibility=hidden
+
+$(PQCLEAN): $(FALCON_CRATE)
+	@mkdir -p $(BUILD)
+	@cargo fetch --quiet --manifest-path $(FALCON_CRATE)
+	@dir=$$(cargo metadata --format-version 1 --manifest-path $(FALCON_CRATE) 2>/dev/null | \
+	  python3 -c 'import json,sys; m=json.load(sys.stdin); print([p["manifest_path"] for p in m["packages"] if p["name"]=="pqcrypto-falcon"][0])' | xargs dirname); \
+	  ln -sfn $$dir/pqclean $@
+
+$(LIBDIR)/libstoq_falcon.so: $(wildcard native/falcon/*.c native/falcon/*.h) | $(PQCLEAN)
+	@mkdir -p $(LIBDIR) $(BUILD)/falcon
+	@set -e; src=$(PQCLEAN)/crypto_sign/falcon-512; objs=; \
+	for v in clean avx2; do \
+	  flags="-I$$src/$$v -I$(PQCLEAN)/common -Inative/falcon"; \
+	  if [ $$v = avx2 ]; then flags="$$flags -mavx2 -DSTOQ_FALCON_VARIANT_AVX2"; fi; \
+	  for f in $(FALCON_PQ_SRC); do \
+	    $(CC) $(FALCON_CFLAGS) $$flags -c -o $(BUILD)/falcon/$$v-$$f.o $$src/$$v/$$f.c; \
+	    objs="$$objs $(BUILD)/falcon/$$v-$$f.o"; \
+	  done; \
+	  $(CC) $(FALCON_CFLAGS) $$flags -c -o $(BUILD)/falcon/$$v-variant.o native/falcon/variant.c; \
+	  objs="$$objs $(BUILD)/falcon/$$v-variant.o"; \
+	done; \
+	$(CC) $(FALCON_CFLAGS) -I$(PQCLEAN)/common -c -o $(BUILD)/falcon/fips202.o $(PQCLEAN)/common/fips202.c; \
+	$(CC) $(FALCON_CFLAGS) -c -o $(BUILD)/falcon/falcon.o native/falcon/falcon.c; \
+	$(CC) -shared -o $@ $$objs $(BUILD)/falcon/fips202.o $(BUILD)/falcon/falcon.o
+	@echo "built $@"
+
+native: deps $(LIBDIR)/libstoq.so $(LIBDIR)/libstoq_falcon.so
 
 # ---- jobs -----------------------------------------------------------------------------------
 test: native
