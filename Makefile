@@ -15,7 +15,7 @@ CFLAGS := -O2 -g -fPIC -std=c11 -Wall -Wextra -Werror -fvisibility=default
 DENO_RUN := $(DENO) run -A --unstable-net
 TEST_FLAGS ?=
 
-.PHONY: all deps native test serve bench bench-compare bench-provision bench-baseline check clean
+.PHONY: all deps native go-tools test serve bench bench-compare bench-provision bench-baseline check clean
 
 all: native
 
@@ -96,8 +96,27 @@ $(LIBDIR)/libstoq_falcon.so: $(wildcard native/falcon/*.c native/falcon/*.h) | $
 
 native: deps $(LIBDIR)/libstoq.so $(LIBDIR)/libstoq_falcon.so
 
+# ---- Go tools the TrustChain tests check against (modules from the Go module proxy) ----------
+# zlint lints issued certificates; tools/ctcheck verifies SCTs, inclusion proofs and the
+# static-ct-api endpoints with certificate-transparency-go and transparency-dev's libraries.
+GO_BIN := $(BUILD)/bin
+ZLINT_VERSION := v3.7.3
+GO_NEEDED = @command -v go >/dev/null || { echo "Go is needed for the TrustChain test tools: install it from https://go.dev/dl/ and put it on the PATH" >&2; exit 1; }
+
+$(GO_BIN)/zlint:
+	$(GO_NEEDED)
+	@mkdir -p $(GO_BIN)
+	GOBIN=$(abspath $(GO_BIN)) go install github.com/zmap/zlint/v3/cmd/zlint@$(ZLINT_VERSION)
+
+$(GO_BIN)/ctcheck: $(wildcard tools/ctcheck/*.go) tools/ctcheck/go.mod tools/ctcheck/go.sum
+	$(GO_NEEDED)
+	@mkdir -p $(GO_BIN)
+	cd tools/ctcheck && go build -o $(abspath $@) .
+
+go-tools: $(GO_BIN)/zlint $(GO_BIN)/ctcheck
+
 # ---- jobs -----------------------------------------------------------------------------------
-test: native
+test: native go-tools
 	$(DENO) test -A --unstable-net --doc $(TEST_FLAGS)
 
 serve: native

@@ -14,7 +14,7 @@
  * @module
  */
 
-import { _createKeyAndCsr } from "../src/trustchain/ca.ts";
+import { createKeyAndCsr } from "../src/trustchain/core/keys.ts";
 import { CertificateAuthority, SqliteCaStore } from "../src/trustchain/mod.ts";
 
 const iterations = Number(Deno.args[0] ?? 300);
@@ -39,7 +39,7 @@ async function run(
     const times: number[] = [];
     for (let i = 0; i < warmup + iterations; i++) {
       const start = performance.now();
-      const { csr } = await _createKeyAndCsr(`app-${i}.${ca.domain}`);
+      const { csr } = await createKeyAndCsr(`app-${i}.${ca.domain}`);
       const issued = await ca.issue(csr);
       if (issued.proof.leafIndex !== i) {
         throw new Error("the log lost an entry");

@@ -4,13 +4,15 @@ import { StoqError } from "../src/errors.ts";
 import {
   CertificateAuthority,
   leafHash,
+  merkleTreeLeaf,
   openNote,
   parseCheckpoint,
+  parseTileLeaf,
   SqliteCaStore,
   verifyConsistency,
   verifyInclusion,
 } from "../src/trustchain/mod.ts";
-import { fromBase64 } from "../src/trustchain/_bytes.ts";
+import { fromBase64 } from "../src/trustchain/core/_bytes.ts";
 
 async function tempDb(): Promise<
   { dir: string; path: string; [Symbol.asyncDispose](): Promise<void> }
@@ -228,7 +230,9 @@ Deno.test("a process killed mid-way through 1,000 issuances leaves a CA that ope
     const path = proof.inclusionPath.map(fromBase64);
     assert.ok(
       verifyInclusion(
-        leafHash(entries.at(-1)!),
+        leafHash(
+          merkleTreeLeaf(parseTileLeaf(entries.at(-1)!).timestampedEntry),
+        ),
         proof.leafIndex,
         entries.length,
         path,

@@ -62,9 +62,8 @@ import {
   signStatus,
 } from "./core/status.ts";
 import type { CaStore } from "./store/store.ts";
-import { buf, toBase64 } from "./core/_bytes.ts";
+import { toBase64 } from "./core/_bytes.ts";
 
-const EC_SIGN = { name: "ECDSA", hash: "SHA-256" } as const;
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 
@@ -282,7 +281,7 @@ export class CertificateAuthority {
         `This store holds CA ${record.name}, not ${opts.name}`,
       );
     }
-    const id = await loadIdentity(record);
+    const id = await loadIdentity(record, random);
     const falcon = FalconSigner.open(id.logKeys.falcon.secretKey);
     try {
       const entries = await opts.store.entries();
@@ -461,9 +460,9 @@ export class CertificateAuthority {
   }
 
   /**
-   * The RFC 6962 precertificate flow: sign the precertificate (poison last) while the log signs
-   * the SCT for its entry, append the entry, then sign the final certificate (SCT list last)
-   * while the log signs the new tree head, and commit all of it in one store transaction.
+   * The RFC 6962 precertificate flow: sign the precertificate (poison last), have the log sign
+   * the SCT for its entry and append it, sign the new tree head and the final certificate (SCT
+   * list last), and commit all of it in one store transaction.
    */
   async #logAndIssue(
     t: LeafTemplate,
@@ -478,11 +477,8 @@ export class CertificateAuthority {
       leafIndex: this.#log.size,
     };
     const precertTbs = leafTbs(t, subject, [...extensions, POISON_EXTENSION]);
-    const [precertSig, sct] = await Promise.all([
-      this.#signRoot(precertTbs),
-      this.#log.sct(entry),
-    ]);
-    const precert = signedCertificate(precertTbs, precertSig);
+    const precert = signedCertificate(precertTbs, this.#signRoot(precertTbs));
+    const sct = this.#log.sct(entry);
     const finalTbs = leafTbs(t, subject, [
       ...extensions,
       sctListExtension([sct]),
@@ -494,12 +490,8 @@ export class CertificateAuthority {
     let head: string;
     let cert: Uint8Array;
     try {
-      const [h, sig] = await Promise.all([
-        this.#log.signTreeHead(),
-        this.#signRoot(finalTbs),
-      ]);
-      head = h;
-      cert = signedCertificate(finalTbs, sig);
+      head = await this.#log.signTreeHead();
+      cert = signedCertificate(finalTbs, this.#signRoot(finalTbs));
       await this.#store.commitIssuance(
         {
           serial: t.serial,
@@ -528,10 +520,8 @@ export class CertificateAuthority {
     };
   }
 
-  async #signRoot(tbs: Uint8Array): Promise<Uint8Array> {
-    return new Uint8Array(
-      await crypto.subtle.sign(EC_SIGN, this.#id.rootKey, buf(tbs)),
-    );
+  #signRoot(tbs: Uint8Array): Uint8Array {
+    return this.#id.rootSigner.sign(tbs);
   }
 
   async #rebuildLog(): Promise<void> {
@@ -577,7 +567,7 @@ export class CertificateAuthority {
     const lifetime = opts.lifetimeMs ?? this.#defaultLifetime;
     checkLifetime("lifetimeMs", lifetime);
     checkNames([name], this.#allowed);
-    const { spki, key } = await newP256Key();
+    const { spki, key } = newP256Key(this.#random);
     const issued = await this.#serialize(() =>
       this.#issueChecked({ spki, names: [name] }, lifetime, opts)
     );

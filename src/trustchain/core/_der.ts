@@ -135,14 +135,14 @@ export function p256Spki(point: Uint8Array): Uint8Array {
  *
  * @param name The DNS name.
  * @param spki The subject's SubjectPublicKeyInfo DER.
- * @param privateKey The matching WebCrypto private key.
+ * @param sign Signs with the matching private key (`r || s`).
  * @returns The CSR DER.
  */
-export async function buildCsr(
+export function buildCsr(
   name: string,
   spki: Uint8Array,
-  privateKey: CryptoKey,
-): Promise<Uint8Array> {
+  sign: (data: Uint8Array) => Uint8Array,
+): Uint8Array {
   const extensionRequest = seq(
     oid("1.2.840.113549.1.9.14"),
     set(seq(extension("2.5.29.17", false, sanValue([name])))),
@@ -153,14 +153,7 @@ export async function buildCsr(
     spki,
     tlv(0xa0, extensionRequest),
   );
-  const sig = new Uint8Array(
-    await crypto.subtle.sign(
-      { name: "ECDSA", hash: "SHA-256" },
-      privateKey,
-      info as Uint8Array<ArrayBuffer>,
-    ),
-  );
-  return seq(info, ECDSA_SHA256, bits(ecdsaDer(sig)));
+  return seq(info, ECDSA_SHA256, bits(ecdsaDer(sign(info))));
 }
 
 /** A DER ECDSA-Sig-Value as the P1363 `r || s` WebCrypto verifies (`size` bytes each). */

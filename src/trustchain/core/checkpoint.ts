@@ -24,6 +24,7 @@ import { sha256 } from "npm:@noble/hashes@2.4.0/sha2.js";
 import { StoqError } from "../../errors.ts";
 import { FalconSigner, falconVerify } from "./falcon.ts";
 import { type RandomSource, SYSTEM_RANDOM } from "./random.ts";
+import type { EcdsaSigner } from "./ecdsa.ts";
 import { isP256Spki } from "./_der.ts";
 import {
   importLogKey,
@@ -184,7 +185,7 @@ export function ed25519NoteSigner(
  * (origin, size and root lines only) with the log's ECDSA P-256 key.
  *
  * @param name The key name (the log origin).
- * @param privateKey The log's ECDSA P-256 private key (WebCrypto).
+ * @param privateKey The log's ECDSA P-256 private key: a WebCrypto key, or an `EcdsaSigner`.
  * @param spki The log key's DER SubjectPublicKeyInfo.
  * @param now The clock for the signature's timestamp (ms since the epoch).
  * @returns The signer.
@@ -201,16 +202,26 @@ export function ed25519NoteSigner(
  */
 export function rfc6962NoteSigner(
   name: string,
-  privateKey: CryptoKey,
+  privateKey: CryptoKey | EcdsaSigner,
   spki: Uint8Array,
   now: () => number = Date.now,
 ): NoteSigner {
+  const sign = privateKey instanceof CryptoKey
+    ? async (data: Uint8Array) =>
+      new Uint8Array(
+        await crypto.subtle.sign(
+          { name: "ECDSA", hash: "SHA-256" },
+          privateKey,
+          buf(data),
+        ),
+      )
+    : (data: Uint8Array) => privateKey.sign(data);
   return {
     name,
     keyHash: noteKeyHash(name, RFC6962_NOTE_TYPE, spki),
     sign: (body) => {
       const cp = _strictCheckpoint(body);
-      return signTreeHead(privateKey, now(), cp.treeSize, cp.rootHash);
+      return signTreeHead(sign, now(), cp.treeSize, cp.rootHash);
     },
   };
 }

@@ -29,6 +29,7 @@ import {
   rfc6962NoteSigner,
   signNote,
 } from "./checkpoint.ts";
+import { type EcdsaSigner, newP256Pkcs8, p256Signer } from "./ecdsa.ts";
 import { type FalconKeyPair, FalconSigner } from "./falcon.ts";
 import { leafHash, MerkleTree, verifyInclusion } from "./merkle.ts";
 import { type RandomSource, SYSTEM_RANDOM } from "./random.ts";
@@ -40,12 +41,12 @@ import {
   type Sct,
   signSct,
 } from "./rfc6962.ts";
-import { fromBase64, toBase64 } from "./_bytes.ts";
+import { equalBytes, fromBase64, toBase64 } from "./_bytes.ts";
 
 /** The keys a log signs with. */
 export interface LogKeys {
-  /** ECDSA P-256 key pair (WebCrypto) for SCTs and tree heads (RFC 6962 §2.1.4). */
-  ecdsa: CryptoKeyPair;
+  /** The ECDSA P-256 private key for SCTs and tree heads (RFC 6962 §2.1.4), PKCS#8 DER. */
+  privateKey: Uint8Array;
   /** The log key's DER SubjectPublicKeyInfo; its SHA-256 is the log ID. */
   spki: Uint8Array;
   /** Falcon-512 key pair for checkpoint co-signatures. */
@@ -75,7 +76,7 @@ export interface TransparencyLogOptions {
    */
   now?: () => Date;
   /**
-   * Where Falcon-512 signature randomness comes from.
+   * Where signature randomness comes from (ECDSA nonce hedging, Falcon-512).
    * @default {SYSTEM_RANDOM}
    */
   random?: RandomSource;
@@ -87,9 +88,10 @@ export interface TransparencyLogOptions {
 }
 
 /**
- * Generates log keys: an ECDSA P-256 pair and the given Falcon pair.
+ * Generates log keys: an ECDSA P-256 key and the given Falcon pair.
  *
  * @param falcon The Falcon key pair to use.
+ * @param random Where the ECDSA key comes from.
  * @returns The log keys.
  *
  * @example Creating a log
@@ -100,16 +102,12 @@ export interface TransparencyLogOptions {
  * console.log(log.size); // 0
  * ```
  */
-export async function generateLogKeys(falcon: FalconKeyPair): Promise<LogKeys> {
-  const ecdsa = await crypto.subtle.generateKey(
-    { name: "ECDSA", namedCurve: "P-256" },
-    true,
-    ["sign", "verify"],
-  ) as CryptoKeyPair;
-  const spki = new Uint8Array(
-    await crypto.subtle.exportKey("spki", ecdsa.publicKey),
-  );
-  return { ecdsa, spki, falcon };
+export function generateLogKeys(
+  falcon: FalconKeyPair,
+  random: RandomSource = SYSTEM_RANDOM,
+): Promise<LogKeys> {
+  const { pkcs8, spki } = newP256Pkcs8(random);
+  return Promise.resolve({ privateKey: pkcs8, spki, falcon });
 }
 
 /**
@@ -123,7 +121,7 @@ export async function generateLogKeys(falcon: FalconKeyPair): Promise<LogKeys> {
  * const entry = { timestamp: Date.now(), issuerKeyHash: new Uint8Array(32), tbs: new Uint8Array([0x30, 0]), leafIndex: log.size };
  * const te = timestampedEntry(entry);
  * log.append(tileLeaf(te, new Uint8Array([0x30, 0]), []));
- * const proof = log.proof(entry.leafIndex, await log.signTreeHead(), await log.sct(entry));
+ * const proof = log.proof(entry.leafIndex, await log.signTreeHead(), log.sct(entry));
  * console.log((await verifyTransparencyProof(merkleTreeLeaf(te), proof, log.verifiers)).treeSize); // 1
  * ```
  */
@@ -135,6 +133,7 @@ export class TransparencyLog implements Disposable {
   /** Verifiers for this log's RFC 6962 and Falcon note keys. */
   readonly verifiers: readonly NoteVerifier[];
   readonly #keys: LogKeys;
+  readonly #signer: EcdsaSigner;
   readonly #logId: Uint8Array;
   readonly #tree = new MerkleTree();
   readonly #now: () => Date;
@@ -163,6 +162,12 @@ export class TransparencyLog implements Disposable {
     this.logId = toBase64(this.#logId);
     this.#now = opts.now ?? (() => new Date());
     this.#random = opts.random ?? SYSTEM_RANDOM;
+    this.#signer = p256Signer(keys.privateKey, this.#random);
+    if (!equalBytes(this.#signer.spki, keys.spki)) {
+      throw new TypeError(
+        "Cannot create the log as 'keys.spki' is not the public key of 'keys.privateKey'",
+      );
+    }
     this.#falcon = opts.falconSigner;
     this.#ownsFalcon = opts.falconSigner === undefined;
     this.verifiers = [
@@ -262,7 +267,7 @@ export class TransparencyLog implements Disposable {
     const signers = [
       rfc6962NoteSigner(
         this.origin,
-        this.#keys.ecdsa.privateKey,
+        this.#signer,
         this.#keys.spki,
         () => this.#now().getTime(),
       ),
@@ -287,8 +292,8 @@ export class TransparencyLog implements Disposable {
    * @param entry The entry.
    * @returns The SCT.
    */
-  sct(entry: PrecertEntry): Promise<Sct> {
-    return signSct(this.#keys.ecdsa.privateKey, this.#logId, entry);
+  sct(entry: PrecertEntry): Sct {
+    return signSct(this.#signer, this.#logId, entry);
   }
 
   /**

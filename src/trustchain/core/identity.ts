@@ -11,6 +11,7 @@ import * as x509 from "npm:@peculiar/x509@2.2.0";
 import { sha256 } from "npm:@noble/hashes@2.4.0/sha2.js";
 import { StoqError } from "../../errors.ts";
 import { generateLogKeys, type LogKeys } from "./ct_log.ts";
+import { type EcdsaSigner, p256Signer } from "./ecdsa.ts";
 import { generateFalconKeyPair } from "./falcon.ts";
 import type { RandomSource } from "./random.ts";
 import * as der from "./_der.ts";
@@ -50,8 +51,10 @@ export interface CaIdentity {
   root: x509.X509Certificate;
   /** The root certificate DER. */
   rootDer: Uint8Array;
-  /** The root's private key. */
+  /** The root's private key (WebCrypto: CRLs, statuses, endorsements). */
   rootKey: CryptoKey;
+  /** The root's key as a synchronous signer (certificates). */
+  rootSigner: EcdsaSigner;
   /** The root's subject Name DER (the issuer of every leaf). */
   issuerName: Uint8Array;
   /** The root's key identifier (the leaves' authorityKeyIdentifier). */
@@ -109,7 +112,7 @@ export async function createIdentityRecord(
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
-  const logKeys = await generateLogKeys(generateFalconKeyPair(random));
+  const logKeys = await generateLogKeys(generateFalconKeyPair(random), random);
   const pkcs8 = async (k: CryptoKey) =>
     toBase64(new Uint8Array(await crypto.subtle.exportKey("pkcs8", k)));
   return {
@@ -118,7 +121,7 @@ export async function createIdentityRecord(
     origin,
     rootDer: toBase64(new Uint8Array(root.rawData)),
     rootKey: await pkcs8(keys.privateKey),
-    logKey: await pkcs8(logKeys.ecdsa.privateKey),
+    logKey: toBase64(logKeys.privateKey),
     logPublicKey: toBase64(logKeys.spki),
     falconSecretKey: toBase64(logKeys.falcon.secretKey),
     falconPublicKey: toBase64(logKeys.falcon.publicKey),
@@ -129,11 +132,13 @@ export async function createIdentityRecord(
  * Loads a stored identity.
  *
  * @param record The stored record.
+ * @param random Hedging bytes for the root's ECDSA signatures.
  * @returns The identity.
  * @throws {StoqError} `STORE_ERROR` when the record is from another format or unusable.
  */
 export async function loadIdentity(
   record: CaIdentityRecord,
+  random: RandomSource,
 ): Promise<CaIdentity> {
   if (record.format !== IDENTITY_FORMAT) {
     throw new StoqError(
@@ -144,16 +149,15 @@ export async function loadIdentity(
     );
   }
   try {
-    const importEc = (b64: string) =>
-      crypto.subtle.importKey("pkcs8", buf(fromBase64(b64)), EC, false, [
-        "sign",
-      ]);
+    const rootPkcs8 = fromBase64(record.rootKey);
+    const rootKey = await crypto.subtle.importKey(
+      "pkcs8",
+      buf(rootPkcs8),
+      EC,
+      false,
+      ["sign"],
+    );
     const spki = fromBase64(record.logPublicKey);
-    const [rootKey, logPrivate, logPublic] = await Promise.all([
-      importEc(record.rootKey),
-      importEc(record.logKey),
-      crypto.subtle.importKey("spki", buf(spki), EC, true, ["verify"]),
-    ]);
     const rootDer = fromBase64(record.rootDer);
     const root = new x509.X509Certificate(buf(rootDer));
     const parts = der.certificateParts(rootDer);
@@ -168,12 +172,13 @@ export async function loadIdentity(
       root,
       rootDer,
       rootKey,
+      rootSigner: p256Signer(rootPkcs8, random),
       issuerName: new Uint8Array(root.subjectName.toArrayBuffer()),
       rootKeyId,
       issuerKeyHash: sha256(parts.spki),
       issuerFingerprint: sha256(rootDer),
       logKeys: {
-        ecdsa: { privateKey: logPrivate, publicKey: logPublic },
+        privateKey: fromBase64(record.logKey),
         spki,
         falcon: {
           secretKey: fromBase64(record.falconSecretKey),

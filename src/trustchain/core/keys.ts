@@ -1,16 +1,16 @@
 /**
- * Key pairs and requests for apps: a new ECDSA P-256 key (WebCrypto draws its randomness) and a
- * PKCS#10 request for one DNS name, as `provision()` and the service client make them.
+ * Key pairs and requests for apps: a new ECDSA P-256 key and a PKCS#10 request for one DNS name,
+ * as `provision()` and the service client make them.
  *
  * @module
  */
 
 import "npm:reflect-metadata@0.2.2";
 import * as x509 from "npm:@peculiar/x509@2.2.0";
+import { newP256Pkcs8, p256Signer } from "./ecdsa.ts";
+import { type RandomSource, SYSTEM_RANDOM } from "./random.ts";
 import * as der from "./_der.ts";
 import { buf } from "./_bytes.ts";
-
-const EC = { name: "ECDSA", namedCurve: "P-256" } as const;
 
 /** A new app key: what a certificate names and what the app keeps. */
 export interface NewKey {
@@ -18,8 +18,8 @@ export interface NewKey {
   spki: Uint8Array;
   /** PKCS#8 private key, PEM. */
   key: string;
-  /** The WebCrypto private key. */
-  privateKey: CryptoKey;
+  /** Signs with the key (ECDSA P-256/SHA-256, `r || s`). */
+  sign(data: Uint8Array): Uint8Array;
 }
 
 /** PEM of DER bytes under a label. */
@@ -30,22 +30,15 @@ export function pem(bytes: Uint8Array, label: string): string {
 /**
  * A new ECDSA P-256 key pair.
  *
- * @returns The SubjectPublicKeyInfo, PKCS#8 PEM and WebCrypto private key.
+ * @param random Where the key comes from.
+ * @returns The SubjectPublicKeyInfo, PKCS#8 PEM and a signer.
  */
-export async function newP256Key(): Promise<NewKey> {
-  const keys = await crypto.subtle.generateKey(EC, true, [
-    "sign",
-    "verify",
-  ]) as CryptoKeyPair;
-  const [point, pkcs8] = await Promise.all([
-    crypto.subtle.exportKey("raw", keys.publicKey),
-    crypto.subtle.exportKey("pkcs8", keys.privateKey),
-  ]);
-  return {
-    spki: der.p256Spki(new Uint8Array(point)),
-    key: pem(new Uint8Array(pkcs8), "PRIVATE KEY"),
-    privateKey: keys.privateKey,
-  };
+export function newP256Key(random: RandomSource = SYSTEM_RANDOM): NewKey {
+  const { pkcs8, spki } = newP256Pkcs8(random);
+  const signer = p256Signer(pkcs8, random, spki);
+  const key = pem(pkcs8, "PRIVATE KEY");
+  pkcs8.fill(0);
+  return { spki, key, sign: signer.sign };
 }
 
 /**
@@ -54,13 +47,13 @@ export async function newP256Key(): Promise<NewKey> {
  * @param name The DNS name.
  * @returns The CSR (DER), the private key (PKCS#8 PEM) and the SubjectPublicKeyInfo.
  */
-export async function createKeyAndCsr(
+export function createKeyAndCsr(
   name: string,
 ): Promise<{ csr: Uint8Array; key: string; spki: Uint8Array }> {
-  const k = await newP256Key();
-  return {
-    csr: await der.buildCsr(name, k.spki, k.privateKey),
+  const k = newP256Key();
+  return Promise.resolve({
+    csr: der.buildCsr(name, k.spki, k.sign),
     key: k.key,
     spki: k.spki,
-  };
+  });
 }

@@ -13,6 +13,7 @@
  */
 
 import { sha256 } from "npm:@noble/hashes@2.4.0/sha2.js";
+import type { EcdsaSigner } from "./ecdsa.ts";
 import * as der from "./_der.ts";
 import {
   buf,
@@ -302,13 +303,8 @@ function _parseDigitallySigned(ds: Uint8Array): Uint8Array {
 }
 
 /** ECDSA P-256/SHA-256 over `data`, DER-encoded as TLS carries it. */
-async function _signEcdsa(
-  key: CryptoKey,
-  data: Uint8Array,
-): Promise<Uint8Array> {
-  return der.ecdsaDer(
-    new Uint8Array(await crypto.subtle.sign(ECDSA, key, buf(data))),
-  );
+function _signEcdsa(signer: EcdsaSigner, data: Uint8Array): Uint8Array {
+  return der.ecdsaDer(signer.sign(data));
 }
 
 async function _verifyEcdsa(
@@ -347,17 +343,17 @@ export function importLogKey(spki: Uint8Array): Promise<CryptoKey> {
 /**
  * Signs an SCT for a precertificate entry.
  *
- * @param key The log's ECDSA P-256 private key.
+ * @param signer The log's ECDSA P-256 key.
  * @param logId The log ID (see {@linkcode logIdOf}).
  * @param entry The entry the SCT promises.
  * @returns The SCT.
  */
-export async function signSct(
-  key: CryptoKey,
+export function signSct(
+  signer: EcdsaSigner,
   logId: Uint8Array,
   entry: PrecertEntry,
-): Promise<Sct> {
-  const sig = await _signEcdsa(key, _sctSignedData(entry));
+): Sct {
+  const sig = _signEcdsa(signer, _sctSignedData(entry));
   return {
     logId: toBase64(logId),
     timestamp: entry.timestamp,
@@ -608,21 +604,20 @@ function _treeHeadData(
  * Signs a tree head as the C2SP static-ct-api note signature body:
  * `uint64 timestamp || TreeHeadSignature` (a `DigitallySigned`).
  *
- * @param key The log's ECDSA P-256 private key.
+ * @param sign ECDSA P-256/SHA-256 with the log's key, returning `r || s`.
  * @param timestamp Milliseconds since the epoch.
  * @param treeSize The tree size.
  * @param rootHash The 32-byte root hash.
  * @returns The `RFC6962NoteSignature` bytes.
  */
 export async function signTreeHead(
-  key: CryptoKey,
+  sign: (data: Uint8Array) => Uint8Array | Promise<Uint8Array>,
   timestamp: number,
   treeSize: number,
   rootHash: Uint8Array,
 ): Promise<Uint8Array> {
-  const sig = await _signEcdsa(
-    key,
-    _treeHeadData(timestamp, treeSize, rootHash),
+  const sig = der.ecdsaDer(
+    await sign(_treeHeadData(timestamp, treeSize, rootHash)),
   );
   return concatBytes(u64(timestamp), _digitallySigned(sig));
 }
