@@ -81,6 +81,7 @@ export {
   type Checkpoint,
   connectWithFederation,
   decodeSct,
+  type EcdsaSigner,
   ED25519_NOTE_TYPE,
   ed25519NoteSigner,
   embeddedScts,

@@ -9,6 +9,7 @@ import {
   parseCheckpoint,
   parseTileLeaf,
   SqliteCaStore,
+  tileLeaf,
   verifyConsistency,
   verifyInclusion,
 } from "../src/trustchain/mod.ts";
@@ -127,6 +128,23 @@ Deno.test("rewritten history (entries swapped) is detected on open", async () =>
       rows[0].entry,
     );
     db.exec("COMMIT");
+  });
+  await assertTampered(tmp.path);
+});
+
+Deno.test("a log entry whose precertificate was swapped is detected on open", async () => {
+  await using tmp = await tempDb();
+  await seeded(tmp.path, 3);
+  // The precertificate is stored beside the Merkle leaf, not hashed into it: the audit checks it.
+  tamper(tmp.path, (db) => {
+    const rows = db.prepare(
+      "SELECT leaf_index, entry FROM log_entries ORDER BY leaf_index",
+    ).all() as { leaf_index: number; entry: Uint8Array }[];
+    const own = parseTileLeaf(new Uint8Array(rows[1].entry));
+    const other = parseTileLeaf(new Uint8Array(rows[2].entry));
+    db.prepare("UPDATE log_entries SET entry = ? WHERE leaf_index = 1").run(
+      tileLeaf(own.timestampedEntry, other.preCertificate!, own.chain),
+    );
   });
   await assertTampered(tmp.path);
 });

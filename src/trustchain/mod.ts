@@ -48,6 +48,7 @@ export {
 export { nameAllowed } from "./core/policy.ts";
 export { MAX_COMMON_NAME } from "./core/leaf.ts";
 export { type RandomSource, SYSTEM_RANDOM } from "./core/random.ts";
+export type { EcdsaSigner } from "./core/ecdsa.ts";
 export {
   generateLogKeys,
   type LogKeys,

@@ -11,7 +11,7 @@ import * as x509 from "npm:@peculiar/x509@2.2.0";
 import { sha256 } from "npm:@noble/hashes@2.4.0/sha2.js";
 import { StoqError } from "../../errors.ts";
 import { generateLogKeys, type LogKeys } from "./ct_log.ts";
-import { type EcdsaSigner, p256Signer } from "./ecdsa.ts";
+import { type EcdsaSigner, newP256Pkcs8, p256Signer } from "./ecdsa.ts";
 import { generateFalconKeyPair } from "./falcon.ts";
 import type { RandomSource } from "./random.ts";
 import * as der from "./_der.ts";
@@ -77,7 +77,7 @@ const EC_SIGN = { ...EC, hash: "SHA-256" } as const;
  * @param origin The log origin.
  * @param now When the root becomes valid.
  * @param rootLifetimeMs The root's lifetime.
- * @param random The random source (root serial, Falcon key seed).
+ * @param random The random source: root, log and Falcon keys, root serial.
  * @returns The record to store.
  */
 export async function createIdentityRecord(
@@ -87,10 +87,23 @@ export async function createIdentityRecord(
   rootLifetimeMs: number,
   random: RandomSource,
 ): Promise<CaIdentityRecord> {
-  const keys = await crypto.subtle.generateKey(EC, true, [
-    "sign",
-    "verify",
-  ]) as CryptoKeyPair;
+  const rootKey = newP256Pkcs8(random);
+  const keys: CryptoKeyPair = {
+    privateKey: await crypto.subtle.importKey(
+      "pkcs8",
+      buf(rootKey.pkcs8),
+      EC,
+      false,
+      ["sign"],
+    ),
+    publicKey: await crypto.subtle.importKey(
+      "spki",
+      buf(rootKey.spki),
+      EC,
+      true,
+      ["verify"],
+    ),
+  };
   const notBefore = new Date(Math.floor(now.getTime() / 1000) * 1000);
   // A positive serial of at most 16 bytes: the top bit clear, never zero.
   const serial = random(new Uint8Array(16));
@@ -113,14 +126,12 @@ export async function createIdentityRecord(
     ],
   });
   const logKeys = await generateLogKeys(generateFalconKeyPair(random), random);
-  const pkcs8 = async (k: CryptoKey) =>
-    toBase64(new Uint8Array(await crypto.subtle.exportKey("pkcs8", k)));
   return {
     format: IDENTITY_FORMAT,
     name,
     origin,
     rootDer: toBase64(new Uint8Array(root.rawData)),
-    rootKey: await pkcs8(keys.privateKey),
+    rootKey: toBase64(rootKey.pkcs8),
     logKey: toBase64(logKeys.privateKey),
     logPublicKey: toBase64(logKeys.spki),
     falconSecretKey: toBase64(logKeys.falcon.secretKey),

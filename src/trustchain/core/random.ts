@@ -28,5 +28,6 @@ export type RandomSource = <T extends Uint8Array>(bytes: T) => T;
  * console.log(SYSTEM_RANDOM(new Uint8Array(16)).length); // 16
  * ```
  */
-export const SYSTEM_RANDOM: RandomSource = (bytes) =>
-  crypto.getRandomValues(bytes);
+export const SYSTEM_RANDOM: RandomSource = <T extends Uint8Array>(
+  bytes: T,
+): T => crypto.getRandomValues(bytes);
