@@ -11,6 +11,12 @@ import {
   type TrustBundle,
 } from "../src/trustchain/mod.ts";
 
+/** A legal 74-character DNS name: longer than RFC 5280 allows a common name to be. */
+export const LONG_NAME = `${"a".repeat(30)}.${"b".repeat(32)}.stoq.local`;
+if (LONG_NAME.length !== 74) {
+  throw new Error("LONG_NAME must have 74 characters");
+}
+
 /** Opens one in-memory CA per name. */
 export function openCas(...names: string[]): Promise<CertificateAuthority[]> {
   return Promise.all(

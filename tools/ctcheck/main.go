@@ -231,7 +231,8 @@ func openCheckpoint(text []byte, vkey string) (treeHead, error) {
 	return treeHead{origin, size, rootHash, timestamp}, nil
 }
 
-func checkInclusion(req request) (any, error) {
+// certificateSCTs verifies the embedded SCTs of the request's chain against the log of its vkey.
+func certificateSCTs(req request) ([]sctResult, error) {
 	chain, err := parseChain(req.Chain)
 	if err != nil {
 		return nil, err
@@ -240,7 +241,11 @@ func checkInclusion(req request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	scts, err := embeddedSCTs(chain, key)
+	return embeddedSCTs(chain, key)
+}
+
+func checkInclusion(req request) (any, error) {
+	scts, err := certificateSCTs(req)
 	if err != nil {
 		return nil, err
 	}
@@ -391,15 +396,7 @@ func monitor(req request) (any, error) {
 	// The given certificate: its SCT's entry, proven included with a proof built from tiles.
 	out := map[string]any{"treeHead": head, "entries": entries, "issuers": len(issuers)}
 	if len(req.Chain) > 0 {
-		chain, err := parseChain(req.Chain)
-		if err != nil {
-			return nil, err
-		}
-		key, err := vkeyPublicKey(req.LogVkey)
-		if err != nil {
-			return nil, err
-		}
-		scts, err := embeddedSCTs(chain, key)
+		scts, err := certificateSCTs(req)
 		if err != nil {
 			return nil, err
 		}
