@@ -7,22 +7,21 @@ DENO_VERSION := $(shell sed -n 's/.*"deno": "\(.*\)".*/\1/p' .tools/package.json
 DENO := .tools/node_modules/.bin/deno
 BUILD := build
 LIBDIR := $(BUILD)/lib
-CARGO_TARGET := $(BUILD)/cargo
 MSQUIC_CRATE := native/msquic/Cargo.toml
 SYSTEM_MSQUIC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libmsquic.so.2 /usr/lib/libmsquic.so.2 /usr/local/lib/libmsquic.so.2))
-APT_PACKAGES := liburing-dev libnuma-dev cmake gcc make pkg-config openssl
+APT_PACKAGES := liburing-dev libnuma-dev libssl-dev cmake ninja-build gcc make pkg-config openssl
 CFLAGS := -O2 -g -fPIC -std=c11 -Wall -Wextra -Werror -fvisibility=default
 DENO_RUN := $(DENO) run -A --unstable-net
 TEST_FLAGS ?=
 
-.PHONY: all deps native go-tools test serve bench bench-compare bench-provision bench-baseline check clean
+.PHONY: all deps native go-tools test serve bench bench-compare bench-provision bench-baseline bench-handshake check clean
 
 all: native
 
 # ---- dependencies -------------------------------------------------------------------------
 $(BUILD)/.apt:
 	@mkdir -p $(BUILD)
-	@if ! [ -f /usr/include/liburing.h ] || ! dpkg -s libnuma-dev >/dev/null 2>&1 || ! command -v cmake >/dev/null; then \
+	@if ! [ -f /usr/include/liburing.h ] || ! [ -f /usr/include/openssl/pkcs12.h ] || ! dpkg -s libnuma-dev >/dev/null 2>&1 || ! command -v cmake >/dev/null || ! command -v ninja >/dev/null; then \
 	  echo "installing Debian packages: $(APT_PACKAGES)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
@@ -35,15 +34,16 @@ $(DENO): .tools/package.json
 
 deps: $(BUILD)/.apt $(DENO)
 
-# ---- msquic: the system library when present, else built from the official crate --------
-$(LIBDIR)/libmsquic.so.2: $(BUILD)/.apt $(MSQUIC_CRATE)
+# ---- msquic: the system library when present, else built from the official crate's sources ---
+# native/msquic/build.sh copies the sources cargo fetched for the crate into build/, applies the
+# build-time edits it documents (each one says why), and builds them with cmake as the crate does.
+$(LIBDIR)/libmsquic.so.2: $(BUILD)/.apt $(MSQUIC_CRATE) native/msquic/build.sh
 	@mkdir -p $(LIBDIR)
 	@if [ -n "$(SYSTEM_MSQUIC)" ]; then \
 	  echo "using system $(SYSTEM_MSQUIC)"; ln -sf $(SYSTEM_MSQUIC) $@; \
 	else \
-	  echo "building libmsquic from the msquic crate (first run only, a few minutes)"; \
-	  CARGO_TARGET_DIR=$(abspath $(CARGO_TARGET)) cargo build --release --quiet --manifest-path $(MSQUIC_CRATE) && \
-	  cp -L $$(ls -t $(CARGO_TARGET)/release/build/msquic-*/out/lib/libmsquic.so.2 | head -1) $@; \
+	  echo "building libmsquic from the msquic crate's sources (first run only, a few minutes)"; \
+	  native/msquic/build.sh $(BUILD) $@; \
 	fi
 
 # msquic.h comes from the crate's sources (cargo fetch puts them in the cargo registry).
@@ -59,7 +59,7 @@ NATIVE_HDR := $(wildcard native/*.h)
 
 $(LIBDIR)/libstoq.so: $(NATIVE_SRC) $(NATIVE_HDR) $(LIBDIR)/libmsquic.so.2 $(BUILD)/msquic-include
 	$(CC) $(CFLAGS) -I$(BUILD)/msquic-include -shared -o $@ $(NATIVE_SRC) \
-	  -L$(LIBDIR) -l:libmsquic.so.2 -luring -lpthread -Wl,-rpath,'$$ORIGIN' -Wl,-z,nodelete
+	  -L$(LIBDIR) -l:libmsquic.so.2 -luring -lcrypto -lpthread -Wl,-rpath,'$$ORIGIN' -Wl,-z,nodelete
 
 # ---- Falcon-512 for TrustChain: PQClean's sources from the pqcrypto-falcon crate -----------
 # libstoq_falcon.so is separate from the transport shim: native/falcon/*.c over PQClean's
@@ -142,6 +142,14 @@ bench-baseline: native $(BUILD)/c_baseline $(BUILD)/dev-certs/cert.pem
 	  $(BUILD)/c_baseline server $(BUILD)/dev-certs/cert.pem $(BUILD)/dev-certs/key.pem 9555 > $(BUILD)/c_baseline.out & \
 	  server=$$!; until grep -q listening $(BUILD)/c_baseline.out 2>/dev/null; do sleep 0.1; done; \
 	  $(BUILD)/c_baseline client 9555 2048; kill $$server
+
+# Handshakes: STOQ cold and resumed, Deno's QUIC and a C client over msquic (bench/c_handshake.c).
+$(BUILD)/c_handshake: bench/c_handshake.c $(LIBDIR)/libmsquic.so.2 $(BUILD)/msquic-include
+	$(CC) -O2 -std=c11 -Wall -Wextra -Werror -I$(BUILD)/msquic-include -o $@ bench/c_handshake.c \
+	  -L$(LIBDIR) -l:libmsquic.so.2 -lpthread -Wl,-rpath,'$$ORIGIN/lib'
+
+bench-handshake: native $(BUILD)/c_handshake $(BUILD)/dev-certs/cert.pem
+	$(DENO_RUN) bench/handshake.ts
 
 bench-provision: deps
 	$(DENO_RUN) bench/provision.ts

@@ -61,6 +61,7 @@ export {
   type StoqListenOptions,
   type StoqReceiveStream,
   type StoqSendStream,
+  type StoqStreamOptions,
   type StoqTransportOptions,
 } from "./src/transport/mod.ts";
 export {

@@ -6,7 +6,7 @@
  */
 
 /** Must equal `STOQ_ABI_VERSION` in the loaded shim. */
-export const ABI_VERSION = 2;
+export const ABI_VERSION = 3;
 
 /** Bytes per completion record and per submission record. */
 export const RECORD_SIZE = 64;
@@ -24,6 +24,8 @@ export const Ev = {
   CONN_STREAMS_AVAILABLE: 9,
   LISTENER_NEW_CONN: 10,
   LISTENER_STOPPED: 11,
+  CONN_PEER_REJECTED: 12,
+  CONN_TICKET: 13,
   STREAM_START_COMPLETE: 20,
   STREAM_RECV: 21,
   STREAM_SEND_COMPLETE: 22,
@@ -33,6 +35,7 @@ export const Ev = {
   STREAM_SEND_SHUTDOWN_COMPLETE: 26,
   STREAM_SHUTDOWN_COMPLETE: 27,
   STREAM_IDEAL_SEND_BUFFER: 28,
+  STREAM_PEER_ACCEPTED: 29,
 } as const;
 
 /** Submission record types (`enum stoq_op_type`). */
@@ -56,10 +59,24 @@ export const StreamShutdown = {
 /** Credential flags (`enum stoq_cred_flags`). */
 export const Cred = {
   CLIENT: 1,
-  NO_VALIDATION: 2,
-  DEFER_VALIDATION: 4,
+  /** The shim verifies the peer's chain (and a client the server name) against the trust store. */
+  VERIFY_CHAIN: 2,
+  /** Then JS decides (a `CONN_PEER_CERT` record, `stoq_conn_cert_complete`). */
+  DEFER: 4,
   REQUIRE_CLIENT_AUTH: 8,
 } as const;
+
+/** Flags of a `STREAM_SEND` operation (`enum stoq_send_flags`). */
+export const SendFlags = { FIN: 1, ZERO_RTT: 2 } as const;
+
+/** Flags of `stoq_stream_open` (`enum stoq_open_flags`). */
+export const OpenFlags = { UNIDIRECTIONAL: 1, FAIL_BLOCKED: 2 } as const;
+
+/** Kinds of `stoq_close_batch` items (`enum stoq_close_kind`). */
+export const CloseKind = { STREAM: 1, CONNECTION: 2 } as const;
+
+/** Why the shim refused a peer certificate (`enum stoq_reject`). */
+export const Reject = { CHAIN: 1, NAME: 2, MALFORMED: 3, MISSING: 4 } as const;
 
 /** Indices of `stoq_rt_counts` (`enum stoq_count`). */
 export const Count = {
@@ -94,7 +111,7 @@ export const Stat = {
   MAX: 12,
 } as const;
 
-/** `stoq_settings`: twelve u64 fields, in this order. */
+/** `stoq_settings`: thirteen u64 fields, in this order. */
 export const SETTINGS_FIELDS = [
   "idleTimeoutMs",
   "handshakeIdleTimeoutMs",
@@ -108,6 +125,7 @@ export const SETTINGS_FIELDS = [
   "sendBuffering",
   "pacing",
   "disconnectTimeoutMs",
+  "serverResumption",
 ] as const;
 
 /** Marks a settings field as "keep msquic's default". */
@@ -135,6 +153,8 @@ export const Status = {
   USER_CANCELED: 130,
   ALPN_NEG_FAILURE: 92,
   STREAM_LIMIT_REACHED: 86,
+  /** QUIC_STATUS_TLS_ALERT(42): the shim or JS refused the peer's certificate. */
+  BAD_CERTIFICATE: 0xBEBC300 + 42,
   /** QUIC_STATUS_TLS_ALERT(x) = TLS_BASE + x */
   TLS_BASE: 0xBEBC300,
   /** QUIC_STATUS_CERT_ERROR(x) = CERT_BASE + x */

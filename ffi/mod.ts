@@ -6,12 +6,16 @@
 export { type StoqSymbols, symbols } from "./symbols.ts";
 export {
   ABI_VERSION,
+  CloseKind,
   Count,
   Cred,
   Ev,
   Op,
+  OpenFlags,
   RECORD_SIZE,
   Records,
+  Reject,
+  SendFlags,
   SETTINGS_FIELDS,
   Stat,
   Status,
@@ -19,3 +23,4 @@ export {
   UNSET,
 } from "./abi.ts";
 export { BUILD_COMMAND, openLibrary } from "./library.ts";
+export * as Events from "./events.ts";

@@ -32,14 +32,39 @@ export const symbols = {
   /** void stoq_buf_free(stoq_rt*, void* buf (shim-owned datagram copy)) */
   stoq_buf_free: { parameters: ["pointer", "pointer"], result: "void" },
 
+  /**
+   * void stoq_close_batch(stoq_rt*, const uint64_t* items (JS-owned until the promise settles),
+   * uint32_t n): closes (kind, handle) pairs off the JS thread.
+   */
+  stoq_close_batch: {
+    parameters: ["pointer", "buffer", "u32"],
+    result: "void",
+    nonblocking: true,
+  },
+
   /** stoq_config* stoq_config_open(stoq_rt*, const stoq_settings*, const uint8_t* alpn, uint32_t len, int32_t* status_out) */
   stoq_config_open: {
     parameters: ["pointer", "buffer", "buffer", "u32", "buffer"],
     result: "pointer",
   },
-  /** int32_t stoq_config_load(stoq_config*, uint32_t flags, const char* cert, const char* key, const char* ca) */
+  /**
+   * int32_t stoq_config_load(stoq_config*, uint32_t flags, const uint8_t* cert_pem, uint32_t len,
+   * const uint8_t* key_pem, uint32_t len, const uint8_t* ca_pem, uint32_t len, char* err_out,
+   * uint32_t cap); every buffer JS-owned and read during the call only.
+   */
   stoq_config_load: {
-    parameters: ["pointer", "u32", "buffer", "buffer", "buffer"],
+    parameters: [
+      "pointer",
+      "u32",
+      "buffer",
+      "u32",
+      "buffer",
+      "u32",
+      "buffer",
+      "u32",
+      "buffer",
+      "u32",
+    ],
     result: "i32",
   },
   /** void stoq_config_close(stoq_config*) */
@@ -62,9 +87,22 @@ export const symbols = {
   /** void stoq_listener_close(stoq_listener*); blocks until msquic stops it. */
   stoq_listener_close: { parameters: ["pointer"], result: "void" },
 
-  /** stoq_conn* stoq_conn_connect(stoq_rt*, stoq_config*, const char* server_name, const char* addr (nullable), uint16_t port, int32_t* status_out) */
+  /**
+   * stoq_conn* stoq_conn_connect(stoq_rt*, stoq_config*, const char* server_name,
+   * const char* addr, uint16_t port, const uint8_t* ticket (nullable, JS-owned, copied),
+   * uint32_t ticket_len, int32_t* status_out)
+   */
   stoq_conn_connect: {
-    parameters: ["pointer", "pointer", "buffer", "buffer", "u16", "buffer"],
+    parameters: [
+      "pointer",
+      "pointer",
+      "buffer",
+      "buffer",
+      "u16",
+      "buffer",
+      "u32",
+      "buffer",
+    ],
     result: "pointer",
   },
   /** uint64_t stoq_conn_id(stoq_conn*) */
@@ -86,7 +124,7 @@ export const symbols = {
   /** void stoq_conn_close(stoq_conn*); frees the context, after SHUTDOWN_COMPLETE. */
   stoq_conn_close: { parameters: ["pointer"], result: "void" },
 
-  /** stoq_stream* stoq_stream_open(stoq_conn*, uint32_t unidirectional, int32_t* status_out) */
+  /** stoq_stream* stoq_stream_open(stoq_conn*, uint32_t flags (OpenFlags), int32_t* status_out) */
   stoq_stream_open: {
     parameters: ["pointer", "u32", "buffer"],
     result: "pointer",
@@ -99,6 +137,15 @@ export const symbols = {
   stoq_stream_quic_id: { parameters: ["pointer"], result: "u64" },
   /** void stoq_stream_close(stoq_stream*); frees the context, after SHUTDOWN_COMPLETE. */
   stoq_stream_close: { parameters: ["pointer"], result: "void" },
+
+  /** int32_t stoq_resolve6(const char* name, uint8_t out16[16]): getaddrinfo, off the JS thread. */
+  stoq_resolve6: {
+    parameters: ["buffer", "buffer"],
+    result: "i32",
+    nonblocking: true,
+  },
+  /** uint32_t stoq_x509_error(int32_t code, char* out (JS-owned), uint32_t cap) */
+  stoq_x509_error: { parameters: ["i32", "buffer", "u32"], result: "u32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The opened library's functions. */

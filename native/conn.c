@@ -1,7 +1,11 @@
 /* Connections: the connection callback, connect, stats, addresses, datagram sends. */
 #include "internal.h"
 
-/* ---------- connections ---------- */
+#include <netdb.h>
+
+/* The application close code a server uses for a client that sent no required certificate
+ * (0x100 + TLS alert certificate_required, as QUIC's CRYPTO_ERROR range would say it). */
+#define STOQ_CLOSE_CERTIFICATE_REQUIRED 0x174
 
 static void conn_drop_cert(stoq_conn* c) {
   free(c->peer_cert);
@@ -45,11 +49,32 @@ QUIC_STATUS QUIC_API conn_cb(HQUIC h, void* ctx, QUIC_CONNECTION_EVENT* ev) {
   stoq_rt* rt = c->rt;
   switch (ev->Type) {
     case QUIC_CONNECTION_EVENT_CONNECTED:
+      if ((c->cfg->cred_flags & STOQ_CRED_REQUIRE_CLIENT_AUTH) && !c->peer_ok &&
+          !ev->CONNECTED.SessionResumed) {
+        /* msquic's OpenSSL lets a client without a certificate through when validation is the
+         * application's: refuse it here, before JS ever sees the connection. */
+        push(rt, STOQ_EV_CONN_PEER_REJECTED, c->id, 0, STOQ_REJECT_MISSING, 0, 0);
+        rt->api->ConnectionShutdown(c->h, QUIC_CONNECTION_SHUTDOWN_FLAG_NONE,
+                                    STOQ_CLOSE_CERTIFICATE_REQUIRED);
+        break;
+      }
       c->alpn_len = ev->CONNECTED.NegotiatedAlpnLength;
       memcpy(c->alpn, ev->CONNECTED.NegotiatedAlpn, c->alpn_len);
       if (!c->dgram_state_seen) conn_report_dgram_state(c);
+      if (c->cfg->server_resumption)
+        rt->api->ConnectionSendResumptionTicket(c->h, QUIC_SEND_RESUMPTION_FLAG_FINAL, 0, NULL);
       push(rt, STOQ_EV_CONN_CONNECTED, c->id, 0, ev->CONNECTED.SessionResumed, 0, 0);
       break;
+    case QUIC_CONNECTION_EVENT_RESUMPTION_TICKET_RECEIVED: {
+      /* Valid only in this callback: JS keeps a copy per server for later connects. */
+      uint32_t n = ev->RESUMPTION_TICKET_RECEIVED.ResumptionTicketLength;
+      uint8_t* p = n ? malloc(n) : NULL;
+      if (!p) break;
+      memcpy(p, ev->RESUMPTION_TICKET_RECEIVED.ResumptionTicket, n);
+      count_add(rt, STOQ_COUNT_RECV_BUFFERS, 1);
+      push(rt, STOQ_EV_CONN_TICKET, c->id, 0, (uint64_t)(uintptr_t)p, n, 0);
+      break;
+    }
     case QUIC_CONNECTION_EVENT_SHUTDOWN_INITIATED_BY_TRANSPORT:
       push(rt, STOQ_EV_CONN_SHUTDOWN_TRANSPORT, c->id, ev->SHUTDOWN_INITIATED_BY_TRANSPORT.Status,
            ev->SHUTDOWN_INITIATED_BY_TRANSPORT.ErrorCode, 0, 0);
@@ -66,9 +91,11 @@ QUIC_STATUS QUIC_API conn_cb(HQUIC h, void* ctx, QUIC_CONNECTION_EVENT* ev) {
       if (!s) return QUIC_STATUS_OUT_OF_MEMORY;
       s->h = ev->PEER_STREAM_STARTED.Stream;
       rt->api->SetCallbackHandler(s->h, (void*)stream_cb, s);
-      push(rt, STOQ_EV_CONN_PEER_STREAM, c->id, 0, s->id,
-           (ev->PEER_STREAM_STARTED.Flags & QUIC_STREAM_OPEN_FLAG_UNIDIRECTIONAL) ? 1 : 0,
-           (uint64_t)(uintptr_t)s);
+      QUIC_STREAM_OPEN_FLAGS f = ev->PEER_STREAM_STARTED.Flags;
+      stoq_event e = {.type = STOQ_EV_CONN_PEER_STREAM, .id = c->id, .a = s->id,
+                      .b = (f & QUIC_STREAM_OPEN_FLAG_UNIDIRECTIONAL) ? 1 : 0,
+                      .c = (uint64_t)(uintptr_t)s, .d = (f & QUIC_STREAM_OPEN_FLAG_0_RTT) ? 1 : 0};
+      push_events(rt, &e, 1);
       break;
     }
     case QUIC_CONNECTION_EVENT_STREAMS_AVAILABLE:
@@ -99,15 +126,27 @@ QUIC_STATUS QUIC_API conn_cb(HQUIC h, void* ctx, QUIC_CONNECTION_EVENT* ev) {
       }
       break;
     case QUIC_CONNECTION_EVENT_PEER_CERTIFICATE_RECEIVED: {
-      /* Portable certificates: a DER leaf and a PKCS#7 chain, valid only in this callback.
-       * Copy them, hand them to JS, and finish later with stoq_conn_cert_complete. */
-      conn_drop_cert(c);
+      /* Portable certificates: a DER leaf and a PKCS#7 chain, valid only in this callback. */
       const QUIC_BUFFER* leaf = (const QUIC_BUFFER*)ev->PEER_CERTIFICATE_RECEIVED.Certificate;
       const QUIC_BUFFER* chain = (const QUIC_BUFFER*)ev->PEER_CERTIFICATE_RECEIVED.Chain;
+      if (c->cfg->cred_flags & STOQ_CRED_VERIFY_CHAIN) {
+        uint32_t reason = 0;
+        int err = config_verify_peer(c->cfg, c->server_name, leaf, chain, &reason);
+        if (err != 0) {
+          push(rt, STOQ_EV_CONN_PEER_REJECTED, c->id, err, reason, 0, 0);
+          return QUIC_STATUS_BAD_CERTIFICATE;
+        }
+      }
+      if (!(c->cfg->cred_flags & STOQ_CRED_DEFER)) {
+        c->peer_ok = 1;
+        return QUIC_STATUS_SUCCESS;
+      }
+      /* JS decides: copy the certificates and finish with stoq_conn_cert_complete. */
+      conn_drop_cert(c);
       c->peer_cert = dup_buffer(leaf);
       c->peer_chain = dup_buffer(chain);
+      c->peer_ok = 1; /* a refusal from JS fails the handshake itself */
       stoq_event e = {.type = STOQ_EV_CONN_PEER_CERT, .id = c->id,
-                      .status = ev->PEER_CERTIFICATE_RECEIVED.DeferredStatus,
                       .a = (uint64_t)(uintptr_t)c->peer_cert, .b = c->peer_cert ? leaf->Length : 0,
                       .c = (uint64_t)(uintptr_t)c->peer_chain,
                       .d = c->peer_chain ? chain->Length : 0};
@@ -137,12 +176,23 @@ int parse_addr6(const char* addr, uint16_t port, QUIC_ADDR* out) {
 }
 
 stoq_conn* stoq_conn_connect(stoq_rt* rt, stoq_config* cfg, const char* server_name,
-                             const char* addr, uint16_t port, int32_t* status) {
+                             const char* addr, uint16_t port, const uint8_t* ticket,
+                             uint32_t ticket_len, int32_t* status) {
   stoq_conn* c = conn_new(rt);
   if (!c) { *status = QUIC_STATUS_OUT_OF_MEMORY; return NULL; }
-  QUIC_STATUS st = rt->api->ConnectionOpen(rt->registration, conn_cb, c, &c->h);
+  c->cfg = cfg;
+  QUIC_STATUS st = QUIC_STATUS_OUT_OF_MEMORY;
+  if ((cfg->cred_flags & STOQ_CRED_VERIFY_CHAIN) && !(c->server_name = strdup(server_name)))
+    goto fail;
+  st = rt->api->ConnectionOpen(rt->registration, conn_cb, c, &c->h);
   if (QUIC_FAILED(st)) goto fail;
-  if (addr) {
+  if (ticket && ticket_len > 0) {
+    /* A ticket msquic cannot use (other ALPN, expired) is refused here: connect cold. */
+    (void)rt->api->SetParam(c->h, QUIC_PARAM_CONN_RESUMPTION_TICKET, ticket_len, ticket);
+  }
+  /* msquic takes an IP literal as server name without resolving it; only a name that differs
+   * from the address needs the address set apart (a blocking call on msquic's worker). */
+  if (addr && strcmp(addr, server_name) != 0) {
     QUIC_ADDR remote;
     if (!parse_addr6(addr, port, &remote)) {
       st = QUIC_STATUS_INVALID_ADDRESS;
@@ -157,6 +207,7 @@ stoq_conn* stoq_conn_connect(stoq_rt* rt, stoq_config* cfg, const char* server_n
   return c;
 fail:
   count_add(rt, STOQ_COUNT_CONNECTIONS, -1);
+  free(c->server_name);
   free(c);
   *status = st;
   return NULL;
@@ -226,6 +277,7 @@ void stoq_conn_close(stoq_conn* c) {
   if (!c) return;
   c->rt->api->ConnectionClose(c->h);
   conn_drop_cert(c);
+  free(c->server_name);
   count_add(c->rt, STOQ_COUNT_CONNECTIONS, -1);
   free(c);
 }
@@ -246,4 +298,23 @@ int32_t op_dgram_send(stoq_rt* rt, stoq_op* op) {
     count_add(rt, STOQ_COUNT_DGRAM_BUFFERS, -1);
   }
   return st;
+}
+
+int32_t stoq_resolve6(const char* name, uint8_t* out16) {
+  struct addrinfo hints, *res = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_INET6;
+  hints.ai_socktype = SOCK_DGRAM;
+  int r = getaddrinfo(name, NULL, &hints, &res);
+  if (r != 0) return r < 0 ? r : -r;
+  int32_t out = EAI_NONAME;
+  for (struct addrinfo* ai = res; ai; ai = ai->ai_next) {
+    const struct sockaddr_in6* a = (const struct sockaddr_in6*)ai->ai_addr;
+    if (ai->ai_family != AF_INET6 || IN6_IS_ADDR_V4MAPPED(&a->sin6_addr)) continue;
+    memcpy(out16, &a->sin6_addr, 16);
+    out = 0;
+    break;
+  }
+  freeaddrinfo(res);
+  return out;
 }

@@ -11,6 +11,7 @@
 /* BBR is declared under the preview flag in msquic 2.5; the library implements it. */
 #define QUIC_API_ENABLE_PREVIEW_FEATURES 1
 #include <msquic.h>
+#include <openssl/x509.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -36,12 +37,28 @@ struct stoq_rt {
   _Atomic uint64_t counts[STOQ_COUNT_MAX];
 };
 
+/* A peer chain the shim accepted: the exact bytes it saw (name, leaf, chain), valid until the
+ * leaf's notAfter. A later connection presenting the same bytes skips the parse and the check. */
+#define STOQ_VERDICT_CACHE 16
+typedef struct stoq_verdict {
+  uint8_t* key; /* server name (with its NUL), leaf DER, chain DER */
+  uint32_t len, leaf_len;
+  int64_t not_before, not_after;
+} stoq_verdict;
+
 struct stoq_config {
   stoq_rt* rt;
   HQUIC h;
   QUIC_BUFFER alpn[STOQ_MAX_ALPN];
   uint32_t alpn_count;
   uint8_t alpn_bytes[256 * STOQ_MAX_ALPN];
+  uint32_t cred_flags;       /* enum stoq_cred_flags, set by stoq_config_load */
+  X509_STORE* store;         /* trust anchors for STOQ_CRED_VERIFY_CHAIN; read-only once loaded */
+  pthread_mutex_t verdict_lock;
+  stoq_verdict verdicts[STOQ_VERDICT_CACHE]; /* accepted chains, replaced round-robin */
+  uint32_t verdict_next;
+  uint8_t server_resumption; /* servers send a resumption ticket after the handshake */
+  uint8_t loaded;            /* stoq_config_load succeeded */
 };
 
 struct stoq_listener {
@@ -56,6 +73,9 @@ struct stoq_conn {
   uint64_t id;
   stoq_rt* rt;
   HQUIC h;
+  stoq_config* cfg;   /* the configuration it handshakes with (JS keeps it open meanwhile) */
+  char* server_name;  /* clients: the name the server's certificate must carry */
+  uint8_t peer_ok;    /* the peer's certificate was accepted by the shim (or handed to JS) */
   uint8_t* peer_cert;  /* copies held for deferred validation, freed on close */
   uint8_t* peer_chain;
   /* Copied from CONNECTED: a server discards its TLS state after the handshake, so the
@@ -101,6 +121,11 @@ STOQ_INTERNAL void push(stoq_rt* rt, uint32_t type, uint64_t id, int32_t status,
 STOQ_INTERNAL stoq_stream* stream_new(stoq_rt* rt);
 STOQ_INTERNAL QUIC_STATUS QUIC_API stream_cb(HQUIC h, void* ctx, QUIC_STREAM_EVENT* ev);
 STOQ_INTERNAL int32_t op_stream_send(stoq_rt* rt, stoq_op* op);
+
+/* config.c */
+STOQ_INTERNAL int config_verify_peer(stoq_config* cfg, const char* server_name,
+                                     const QUIC_BUFFER* leaf, const QUIC_BUFFER* chain,
+                                     uint32_t* reason);
 
 /* conn.c */
 STOQ_INTERNAL stoq_conn* conn_new(stoq_rt* rt);

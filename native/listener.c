@@ -1,11 +1,30 @@
 /* Listeners. */
 #include "internal.h"
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 /* ---------- listeners ---------- */
 
 static int is_ipv4(const QUIC_ADDR* a) {
   if (a->Ip.sa_family == AF_INET) return 1;
   return a->Ip.sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&a->Ipv6.sin6_addr);
+}
+
+/* msquic binds listener sockets with SO_REUSEPORT, so a second listener on a taken port
+ * (in this process or another) would start fine and silently share or miss the traffic. A plain
+ * bind of the same address tells whether anyone holds the port; it is released at once, so a
+ * listener owns its port exclusively except for that instant. */
+static QUIC_STATUS port_free(const QUIC_ADDR* local) {
+  int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return (QUIC_STATUS)errno;
+  int off = 0; /* dual-stack, as msquic's own sockets */
+  setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+  QUIC_STATUS st = bind(fd, (const struct sockaddr*)&local->Ipv6, sizeof local->Ipv6) == 0
+                       ? QUIC_STATUS_SUCCESS
+                       : (QUIC_STATUS)errno;
+  close(fd);
+  return st == EADDRINUSE ? QUIC_STATUS_ADDRESS_IN_USE : st;
 }
 
 static QUIC_STATUS QUIC_API listener_cb(HQUIC h, void* ctx, QUIC_LISTENER_EVENT* ev) {
@@ -21,6 +40,7 @@ static QUIC_STATUS QUIC_API listener_cb(HQUIC h, void* ctx, QUIC_LISTENER_EVENT*
     c->h = ev->NEW_CONNECTION.Connection;
     rt->api->SetCallbackHandler(c->h, (void*)conn_cb, c);
     stoq_config* cfg = atomic_load(&l->config);
+    c->cfg = cfg;
     QUIC_STATUS st = rt->api->ConnectionSetConfiguration(c->h, cfg->h);
     if (QUIC_FAILED(st)) {
       /* Returning failure makes msquic close the handle itself. */
@@ -49,7 +69,8 @@ stoq_listener* stoq_listener_open(stoq_rt* rt, stoq_config* cfg, const char* add
     *status = QUIC_STATUS_INVALID_ADDRESS;
     return NULL;
   }
-  QUIC_STATUS st = rt->api->ListenerOpen(rt->registration, listener_cb, l, &l->h);
+  QUIC_STATUS st = port != 0 ? port_free(&local) : QUIC_STATUS_SUCCESS;
+  if (QUIC_SUCCEEDED(st)) st = rt->api->ListenerOpen(rt->registration, listener_cb, l, &l->h);
   if (QUIC_SUCCEEDED(st)) {
     st = rt->api->ListenerStart(l->h, cfg->alpn, cfg->alpn_count, &local);
     if (QUIC_FAILED(st)) rt->api->ListenerClose(l->h);

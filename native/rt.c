@@ -93,7 +93,8 @@ void stoq_rt_close(stoq_rt* rt) {
   /* Records still queued may own datagram copies: free them so nothing leaks. */
   for (uint32_t i = 0; i < rt->count; i++) {
     stoq_event* ev = &rt->ring[(rt->head + i) % rt->cap];
-    if (ev->type == STOQ_EV_CONN_DGRAM_RECV) free((void*)(uintptr_t)ev->a);
+    if (ev->type == STOQ_EV_CONN_DGRAM_RECV || ev->type == STOQ_EV_CONN_TICKET)
+      free((void*)(uintptr_t)ev->a);
   }
   pthread_mutex_destroy(&rt->lock);
   free(rt->ring);
@@ -166,6 +167,15 @@ void stoq_buf_free(stoq_rt* rt, void* buf) {
   if (!buf) return;
   free(buf);
   count_add(rt, STOQ_COUNT_RECV_BUFFERS, -1);
+}
+
+void stoq_close_batch(stoq_rt* rt, const uint64_t* items, uint32_t n) {
+  (void)rt;
+  for (uint32_t i = 0; i < n; i++) {
+    void* handle = (void*)(uintptr_t)items[2 * i + 1];
+    if (items[2 * i] == STOQ_CLOSE_STREAM) stoq_stream_close(handle);
+    else if (items[2 * i] == STOQ_CLOSE_CONN) stoq_conn_close(handle);
+  }
 }
 
 uint32_t stoq_submit(stoq_rt* rt, stoq_op* ops, uint32_t n) {

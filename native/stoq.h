@@ -1,5 +1,5 @@
 /*
- * STOQ shim (native/*.c): a small, policy-free C layer between Deno FFI and msquic.
+ * STOQ shim (the C files in native/): a small, policy-free C layer between Deno FFI and msquic.
  *
  * Threading contract: msquic calls our callbacks on its own worker threads. Those callbacks
  * never call into JS and never wait for JS; they append fixed-size records to a completion
@@ -9,8 +9,14 @@
  *
  * Ownership: every context struct (runtime, config, listener, connection, stream) is created
  * here and freed exactly once by its stoq_*_close function, which JS calls only after it has
- * processed the handle's SHUTDOWN_COMPLETE event. Send buffers are owned by the shim from the
- * stoq_submit call that copies them until msquic's SEND_COMPLETE, where they are freed.
+ * processed the handle's SHUTDOWN_COMPLETE event. A configuration outlives every connection
+ * that uses it (JS counts its users). Send buffers are owned by the shim from the stoq_submit
+ * call that copies them until msquic's SEND_COMPLETE, where they are freed. Records that carry
+ * a buffer (`a` of DGRAM_RECV and TICKET) hand it to JS, which frees it with stoq_buf_free.
+ *
+ * Credentials never touch the disk: PEM arrives in memory, becomes an in-memory PKCS#12 blob for
+ * msquic, and trust anchors become an OpenSSL X509_STORE that the shim verifies peers against
+ * (chain, purpose and, for clients, the server name) inside msquic's certificate callback.
  *
  * Layouts below are shared with ffi/abi.ts; bump STOQ_ABI_VERSION when one changes.
  */
@@ -19,7 +25,7 @@
 
 #include <stdint.h>
 
-#define STOQ_ABI_VERSION 2u
+#define STOQ_ABI_VERSION 3u
 
 /* One completion record: 64 bytes. `id` names the object the event is about. */
 typedef struct stoq_event {
@@ -42,13 +48,16 @@ enum stoq_event_type {
   STOQ_EV_CONN_SHUTDOWN_TRANSPORT = 2, /* status, a=wire error code */
   STOQ_EV_CONN_SHUTDOWN_PEER = 3,      /* a=application error code */
   STOQ_EV_CONN_SHUTDOWN_COMPLETE = 4,  /* a=handshake completed, b=peer acked */
-  STOQ_EV_CONN_PEER_STREAM = 5,        /* a=stream object id, b=unidirectional, c=stream handle */
+  STOQ_EV_CONN_PEER_STREAM = 5,        /* a=stream object id, b=unidirectional, c=stream handle,
+                                          d=opened by 0-RTT data */
   STOQ_EV_CONN_DGRAM_STATE = 6,        /* a=send enabled, b=max send length */
   STOQ_EV_CONN_DGRAM_RECV = 7,         /* a=buffer (free with stoq_buf_free), b=length */
-  STOQ_EV_CONN_PEER_CERT = 8,          /* a=leaf DER, b=len, c=chain PKCS#7 DER, d=len, status=TLS verdict */
+  STOQ_EV_CONN_PEER_CERT = 8,          /* JS decides: a=leaf DER, b=len, c=chain PKCS#7 DER, d=len */
   STOQ_EV_CONN_STREAMS_AVAILABLE = 9,  /* a=bidi, b=unidi */
   STOQ_EV_LISTENER_NEW_CONN = 10,      /* a=connection object id, b=connection handle */
   STOQ_EV_LISTENER_STOPPED = 11,
+  STOQ_EV_CONN_PEER_REJECTED = 12,     /* status=X509 verify error, a=enum stoq_reject */
+  STOQ_EV_CONN_TICKET = 13,            /* a=resumption ticket (free with stoq_buf_free), b=len */
   STOQ_EV_STREAM_START_COMPLETE = 20,  /* status, a=QUIC stream id, b=peer accepted */
   STOQ_EV_STREAM_RECV = 21,            /* a=ptr, b=len, c=fin, d=last record of this indication, e=total */
   STOQ_EV_STREAM_SEND_COMPLETE = 22,   /* a=bytes, b=canceled */
@@ -58,15 +67,29 @@ enum stoq_event_type {
   STOQ_EV_STREAM_SEND_SHUTDOWN_COMPLETE = 26, /* a=graceful */
   STOQ_EV_STREAM_SHUTDOWN_COMPLETE = 27,  /* a=connection shutdown, b=conn error code, status=conn close status */
   STOQ_EV_STREAM_IDEAL_SEND_BUFFER = 28,  /* a=bytes */
+  STOQ_EV_STREAM_PEER_ACCEPTED = 29,      /* the peer's stream credit now covers this stream */
 };
 
 enum stoq_op_type {
-  STOQ_OP_STREAM_SEND = 1,          /* a=data ptr, b=len, c=1 for FIN; the bytes are copied */
+  STOQ_OP_STREAM_SEND = 1,          /* a=data ptr, b=len, c=enum stoq_send_flags; bytes copied */
   STOQ_OP_STREAM_RECV_COMPLETE = 2, /* a=bytes consumed */
   STOQ_OP_STREAM_SHUTDOWN = 3,      /* a=QUIC_STREAM_SHUTDOWN_FLAGS, b=code */
   STOQ_OP_CONN_SHUTDOWN = 4,        /* a=QUIC_CONNECTION_SHUTDOWN_FLAGS, b=code */
   STOQ_OP_DGRAM_SEND = 5,           /* a=data ptr, b=len; the bytes are copied */
 };
+
+enum stoq_send_flags { STOQ_SEND_FIN = 1, STOQ_SEND_0RTT = 2 };
+
+/* Why the shim refused a peer certificate (STOQ_EV_CONN_PEER_REJECTED). */
+enum stoq_reject {
+  STOQ_REJECT_CHAIN = 1,     /* no path to a trust anchor, expired, wrong purpose, bad signature */
+  STOQ_REJECT_NAME = 2,      /* the chain is fine but does not name the server */
+  STOQ_REJECT_MALFORMED = 3, /* the certificate could not be parsed */
+  STOQ_REJECT_MISSING = 4,   /* a client certificate was required and none was sent */
+};
+
+/* Flags of stoq_stream_open. */
+enum stoq_open_flags { STOQ_OPEN_UNIDIRECTIONAL = 1, STOQ_OPEN_FAIL_BLOCKED = 2 };
 
 /* Settings handed to stoq_config_open. Any field left at STOQ_UNSET keeps msquic's default. */
 #define STOQ_UNSET UINT64_MAX
@@ -83,13 +106,14 @@ typedef struct stoq_settings {
   uint64_t send_buffering;     /* 0/1 */
   uint64_t pacing;             /* 0/1 */
   uint64_t disconnect_timeout_ms;
+  uint64_t server_resumption;  /* 0 = none, 1 = resumption, 2 = resumption and 0-RTT */
 } stoq_settings;
 
-/* Credential flags for stoq_config_load (a subset, mapped onto msquic's). */
+/* Credential flags for stoq_config_load. */
 enum stoq_cred_flags {
   STOQ_CRED_CLIENT = 1,
-  STOQ_CRED_NO_VALIDATION = 2,
-  STOQ_CRED_DEFER_VALIDATION = 4,     /* hand the peer chain to JS, which completes validation */
+  STOQ_CRED_VERIFY_CHAIN = 2, /* the shim checks the peer against the trust store (and the name) */
+  STOQ_CRED_DEFER = 4,        /* then JS decides: PEER_CERT record, stoq_conn_cert_complete */
   STOQ_CRED_REQUIRE_CLIENT_AUTH = 8,
 };
 
@@ -125,11 +149,19 @@ void stoq_rt_wake(stoq_rt* rt);
 void stoq_rt_counts(stoq_rt* rt, uint64_t* out, uint32_t n);
 uint32_t stoq_submit(stoq_rt* rt, stoq_op* ops, uint32_t n);
 void stoq_buf_free(stoq_rt* rt, void* buf);
+/* Closes and frees handles JS is done with: `items` holds n (kind, handle) pairs, kind
+ * 1 = stoq_stream*, 2 = stoq_conn*, in order. msquic's Close calls wait for the worker thread,
+ * so JS makes this call off its own thread. */
+enum stoq_close_kind { STOQ_CLOSE_STREAM = 1, STOQ_CLOSE_CONN = 2 };
+void stoq_close_batch(stoq_rt* rt, const uint64_t* items, uint32_t n);
 
 stoq_config* stoq_config_open(stoq_rt* rt, const stoq_settings* s, const uint8_t* alpn,
                               uint32_t alpn_len, int32_t* status);
-int32_t stoq_config_load(stoq_config* c, uint32_t flags, const char* cert_file,
-                         const char* key_file, const char* ca_file);
+/* PEM in memory: `cert` (chain, leaf first) with `key`, or neither; `ca` the trust anchors for
+ * STOQ_CRED_VERIFY_CHAIN (none: the system's). On failure OpenSSL's reason goes to `err`. */
+int32_t stoq_config_load(stoq_config* c, uint32_t flags, const uint8_t* cert, uint32_t cert_len,
+                         const uint8_t* key, uint32_t key_len, const uint8_t* ca, uint32_t ca_len,
+                         char* err, uint32_t err_cap);
 void stoq_config_close(stoq_config* c);
 
 stoq_listener* stoq_listener_open(stoq_rt* rt, stoq_config* c, const char* addr, uint16_t port,
@@ -139,20 +171,28 @@ uint32_t stoq_listener_port(stoq_listener* l);
 uint64_t stoq_listener_id(stoq_listener* l);
 void stoq_listener_close(stoq_listener* l);
 
+/* `ticket` (may be NULL) is a resumption ticket from an earlier TICKET record. */
 stoq_conn* stoq_conn_connect(stoq_rt* rt, stoq_config* c, const char* server_name,
-                             const char* addr, uint16_t port, int32_t* status);
+                             const char* addr, uint16_t port, const uint8_t* ticket,
+                             uint32_t ticket_len, int32_t* status);
 uint64_t stoq_conn_id(stoq_conn* c);
 int32_t stoq_conn_stats(stoq_conn* c, uint64_t* out, uint32_t n);
 int32_t stoq_conn_address(stoq_conn* c, uint32_t remote, uint8_t* out16, uint32_t* port);
 uint32_t stoq_conn_alpn(stoq_conn* c, uint8_t* out, uint32_t cap);
 int32_t stoq_conn_cert_complete(stoq_conn* c, uint32_t accept, uint32_t tls_alert);
-void stoq_conn_close(stoq_conn* c);
+void stoq_conn_close(stoq_conn* c); /* blocks until msquic's worker processed it */
 
-stoq_stream* stoq_stream_open(stoq_conn* c, uint32_t unidirectional, int32_t* status);
+stoq_stream* stoq_stream_open(stoq_conn* c, uint32_t flags, int32_t* status);
 uint64_t stoq_stream_id(stoq_stream* s);
 /* Wake JS on a SEND_COMPLETE only once fewer than `bytes` remain outstanding (0: never). */
 void stoq_stream_wake_below(stoq_stream* s, uint64_t bytes);
 uint64_t stoq_stream_quic_id(stoq_stream* s); /* UINT64_MAX until the stream has started */
 void stoq_stream_close(stoq_stream* s);
+
+/* Resolves `name` to its first IPv6 address (blocking: JS calls it off its thread). Returns 0,
+ * or getaddrinfo's error code (negative, EAI_*). */
+int32_t stoq_resolve6(const char* name, uint8_t* out16);
+/* OpenSSL's text for an X509 verify error; returns its length (truncated to cap - 1). */
+uint32_t stoq_x509_error(int32_t code, char* out, uint32_t cap);
 
 #endif

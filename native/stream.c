@@ -79,6 +79,9 @@ QUIC_STATUS QUIC_API stream_cb(HQUIC h, void* ctx, QUIC_STREAM_EVENT* ev) {
            ev->SHUTDOWN_COMPLETE.ConnectionShutdown, ev->SHUTDOWN_COMPLETE.ConnectionErrorCode,
            ev->SHUTDOWN_COMPLETE.ConnectionClosedRemotely);
       break;
+    case QUIC_STREAM_EVENT_PEER_ACCEPTED:
+      push(rt, STOQ_EV_STREAM_PEER_ACCEPTED, s->id, 0, 0, 0, 0);
+      break;
     case QUIC_STREAM_EVENT_IDEAL_SEND_BUFFER_SIZE:
       push(rt, STOQ_EV_STREAM_IDEAL_SEND_BUFFER, s->id, 0, ev->IDEAL_SEND_BUFFER_SIZE.ByteCount, 0, 0);
       break;
@@ -97,16 +100,22 @@ stoq_stream* stream_new(stoq_rt* rt) {
   return s;
 }
 
-stoq_stream* stoq_stream_open(stoq_conn* c, uint32_t unidirectional, int32_t* status) {
+stoq_stream* stoq_stream_open(stoq_conn* c, uint32_t flags, int32_t* status) {
   stoq_rt* rt = c->rt;
   stoq_stream* s = stream_new(rt);
   if (!s) { *status = QUIC_STATUS_OUT_OF_MEMORY; return NULL; }
   QUIC_STATUS st = rt->api->StreamOpen(
-      c->h, unidirectional ? QUIC_STREAM_OPEN_FLAG_UNIDIRECTIONAL : QUIC_STREAM_OPEN_FLAG_NONE,
+      c->h,
+      (flags & STOQ_OPEN_UNIDIRECTIONAL) ? QUIC_STREAM_OPEN_FLAG_UNIDIRECTIONAL
+                                          : QUIC_STREAM_OPEN_FLAG_NONE,
       stream_cb, s, &s->h);
   if (QUIC_SUCCEEDED(st)) {
-    /* Without FAIL_BLOCKED the start waits for stream credit instead of failing. */
-    st = rt->api->StreamStart(s->h, QUIC_STREAM_START_FLAG_SHUTDOWN_ON_FAIL);
+    /* Without FAIL_BLOCKED a stream beyond the peer's credit starts anyway (START_COMPLETE says
+     * PeerAccepted = 0) and PEER_ACCEPTED follows once credit arrives: JS waits for that. */
+    QUIC_STREAM_START_FLAGS start = QUIC_STREAM_START_FLAG_SHUTDOWN_ON_FAIL |
+                                    QUIC_STREAM_START_FLAG_INDICATE_PEER_ACCEPT;
+    if (flags & STOQ_OPEN_FAIL_BLOCKED) start |= QUIC_STREAM_START_FLAG_FAIL_BLOCKED;
+    st = rt->api->StreamStart(s->h, start);
     if (QUIC_FAILED(st)) rt->api->StreamClose(s->h);
   }
   if (QUIC_FAILED(st)) {
@@ -145,7 +154,9 @@ int32_t op_stream_send(stoq_rt* rt, stoq_op* op) {
   stoq_stream* s = (stoq_stream*)(uintptr_t)op->handle;
   uint64_t len = op->b;
   if (len > UINT32_MAX) return QUIC_STATUS_INVALID_PARAMETER;
-  QUIC_SEND_FLAGS flags = op->c ? QUIC_SEND_FLAG_FIN : QUIC_SEND_FLAG_NONE;
+  QUIC_SEND_FLAGS flags = QUIC_SEND_FLAG_NONE;
+  if (op->c & STOQ_SEND_FIN) flags |= QUIC_SEND_FLAG_FIN;
+  if (op->c & STOQ_SEND_0RTT) flags |= QUIC_SEND_FLAG_ALLOW_0_RTT;
   if (len == 0) {
     /* A bare FIN needs no buffer, so no SEND_COMPLETE bookkeeping. */
     return rt->api->StreamSend(s->h, NULL, 0, flags, NULL);

@@ -18,7 +18,10 @@ export type StoqErrorCode =
   // transport
   | "IPV4_REJECTED"
   | "INVALID_ARGUMENT"
+  | "ADDRESS_IN_USE"
+  | "HOST_NOT_FOUND"
   | "HANDSHAKE_FAILED"
+  | "HANDSHAKE_TIMEOUT"
   | "CERTIFICATE_REJECTED"
   | "ALPN_MISMATCH"
   | "PEER_RESET"
@@ -30,6 +33,7 @@ export type StoqErrorCode =
   | "DATAGRAM_TOO_LARGE"
   | "DATAGRAM_DISABLED"
   | "STREAM_LIMIT"
+  | "ABORTED"
   | "LIBRARY_NOT_FOUND"
   | "LIBRARY_VERSION"
   | "NATIVE_ERROR"

@@ -80,13 +80,35 @@ export function checkPort(
     port < (allowZero ? 0 : 1) ||
     port > 65535
   ) {
-    throw new RangeError(
+    throw new StoqError(
+      "INVALID_ARGUMENT",
       `Cannot use the port as '${param}' must be an integer from ${
         allowZero ? 0 : 1
       } to 65535: current value is ${String(port)}`,
     );
   }
   return port;
+}
+
+/**
+ * Refuses addresses nothing can be connected to: the unspecified address `::` and multicast
+ * (`ff00::/8`).
+ *
+ * @throws {StoqError} `INVALID_ARGUMENT`.
+ */
+export function checkConnectTarget(literal: string, param = "hostname"): void {
+  if (literal === "::") {
+    throw new StoqError(
+      "INVALID_ARGUMENT",
+      `Cannot connect as '${param}' must name a host: current value is the unspecified address ::, which only listeners bind to (use ::1 for this machine)`,
+    );
+  }
+  if (/^ff[0-9a-f]{2}:/.test(literal)) {
+    throw new StoqError(
+      "INVALID_ARGUMENT",
+      `Cannot connect as '${param}' must be a unicast address: current value is the multicast address ${literal}`,
+    );
+  }
 }
 
 /** Formats 16 raw IPv6 bytes as a compressed literal. */

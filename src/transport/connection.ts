@@ -4,10 +4,18 @@
  * @module
  */
 
-import { Ev, Op, type Records, Stat } from "../../ffi/mod.ts";
+import {
+  CloseKind,
+  Ev,
+  Events,
+  Op,
+  OpenFlags,
+  type Records,
+  Reject,
+  Stat,
+} from "../../ffi/mod.ts";
 import { StoqError } from "../errors.ts";
 import { formatIPv6 } from "./address.ts";
-import { certificateNames } from "./peer_name.ts";
 import type { Runtime } from "./runtime.ts";
 import { connectionError, statusError } from "./status.ts";
 import {
@@ -16,6 +24,33 @@ import {
   type StoqSendStream,
   StreamCore,
 } from "./stream.ts";
+
+/**
+ * Options for {@linkcode StoqConnection.createBidirectionalStream} and
+ * {@linkcode StoqConnection.createUnidirectionalStream}, shaped like Deno's
+ * `QuicSendStreamOptions`.
+ *
+ * @example Failing fast instead of waiting for stream credit
+ * ```ts
+ * import type { StoqStreamOptions } from "../../mod.ts";
+ * const options: StoqStreamOptions = { waitUntilAvailable: false };
+ * console.log(options.waitUntilAvailable); // false
+ * ```
+ */
+export interface StoqStreamOptions {
+  /**
+   * Wait until the peer's stream limit lets this stream open. When false, a stream beyond
+   * the limit fails at once with `STREAM_LIMIT`. (Deno's default is false; STOQ waits, so that
+   * a burst of streams queues instead of failing.)
+   * @default {true}
+   */
+  waitUntilAvailable?: boolean;
+  /**
+   * Gives up waiting for stream credit: the promise rejects with `ABORTED`.
+   * @default {undefined}
+   */
+  signal?: AbortSignal;
+}
 
 /**
  * How a connection ended, shaped like `Deno.QuicCloseInfo`.
@@ -128,15 +163,23 @@ export interface ConnectionHooks {
   onConnected?(conn: StoqConnection): void;
   /** Called once the native connection is closed and freed. */
   onClosed?(conn: StoqConnection): void;
-  /** Deferred validation of the peer certificate. */
+  /** Deferred validation of the peer certificate (after the shim's own checks, if any). */
   verifyPeer?: PeerVerifier;
-  /** The name the peer's certificate must carry (clients). */
-  serverName?: string;
-  /** Whether OpenSSL checked the chain, so its verdict must be honoured. */
-  chainChecked?: boolean;
-  /** A native configuration to close together with this connection. */
-  ownedConfig?: Deno.PointerObject;
+  /** The connection was started with a session ticket and may send 0-RTT data. */
+  zeroRtt?: boolean;
+  /** A TLS session ticket arrived from the server (clients). */
+  onTicket?(ticket: Uint8Array<ArrayBuffer>): void;
 }
+
+const REJECTIONS: Record<number, string> = {
+  [Reject.CHAIN]:
+    "The peer's certificate chain is not trusted: pass the issuing CA in caCerts",
+  [Reject.NAME]:
+    "The peer's certificate does not carry the name connected to: connect with the name it carries (serverName) or fix its subjectAltName",
+  [Reject.MALFORMED]: "The peer's certificate could not be parsed",
+  [Reject.MISSING]:
+    "The client sent no certificate, and this listener requires one",
+};
 
 const TLS_ALERT_BAD_CERTIFICATE = 42;
 const internal = Symbol("stoq.internal");
@@ -169,6 +212,7 @@ export class StoqConnection implements AsyncDisposable {
   #datagramSendEnabled = false;
   #maxDatagramSize = 0;
   #connected = false;
+  #resumed = false;
   #native = true;
   #error: StoqError | undefined;
   #closeInfo: StoqCloseInfo | undefined;
@@ -213,7 +257,7 @@ export class StoqConnection implements AsyncDisposable {
     // Both are observed by the endpoint; a user who never awaits them must not crash the process.
     this.#handshake.promise.catch(() => {});
     this.#closed.promise.catch(() => {});
-    runtime.register(id, this);
+    runtime.register(id, (ev, i) => this.#onEvent(ev, i));
   }
 
   /** @internal */
@@ -237,9 +281,23 @@ export class StoqConnection implements AsyncDisposable {
     return this.#closed.promise;
   }
 
-  /** Resolves once the native connection and all its streams are freed. */
+  /** Resolves once the native connection and all its streams are closed and freed. */
   get finished(): Promise<void> {
     return this.#finished.promise;
+  }
+
+  /** Whether the handshake resumed an earlier TLS session (after the handshake). */
+  get resumed(): boolean {
+    return this.#resumed;
+  }
+
+  /**
+   * Whether this client connection was handed out before its handshake to send 0-RTT early
+   * data (see `zeroRtt` in the connect options). Await {@linkcode handshake} for the server's
+   * confirmation; early data the server refused is sent again after it.
+   */
+  get earlyData(): boolean {
+    return this.#hooks.zeroRtt === true;
   }
 
   /** The negotiated ALPN protocol, after the handshake. */
@@ -304,31 +362,88 @@ export class StoqConnection implements AsyncDisposable {
     }
   }
 
-  async #openStream(unidirectional: boolean): Promise<StreamCore> {
+  async #openStream(
+    unidirectional: boolean,
+    options: StoqStreamOptions | undefined,
+  ): Promise<StreamCore> {
+    if (options !== undefined) {
+      if (typeof options !== "object" || options === null) {
+        throw new StoqError(
+          "INVALID_ARGUMENT",
+          `Cannot open a stream as the options must be an object: current value is ${
+            options === null ? "null" : typeof options
+          }`,
+        );
+      }
+      const wait = options.waitUntilAvailable;
+      if (wait !== undefined && typeof wait !== "boolean") {
+        throw new StoqError(
+          "INVALID_ARGUMENT",
+          `Cannot open a stream as 'waitUntilAvailable' must be a boolean: current value is ${
+            String(wait)
+          }`,
+        );
+      }
+      if (
+        options.signal !== undefined && !(options.signal instanceof AbortSignal)
+      ) {
+        throw new StoqError(
+          "INVALID_ARGUMENT",
+          `Cannot open a stream as 'signal' must be an AbortSignal: current value is ${typeof options
+            .signal}`,
+        );
+      }
+    }
+    const signal = options?.signal;
+    if (signal?.aborted) {
+      throw new StoqError(
+        "ABORTED",
+        "Gave up opening a stream: the signal was aborted",
+        { cause: signal.reason },
+      );
+    }
     this.#checkOpen("open a stream");
+    let flags = unidirectional ? OpenFlags.UNIDIRECTIONAL : 0;
+    if (options?.waitUntilAvailable === false) flags |= OpenFlags.FAIL_BLOCKED;
     const status = new Int32Array(1);
     const lib = this.runtime.lib;
-    const ptr = lib.stoq_stream_open(this.#ptr, unidirectional ? 1 : 0, status);
+    const ptr = lib.stoq_stream_open(this.#ptr, flags, status);
     if (ptr === null) throw statusError(status[0], "open a stream");
     const core = new StreamCore(this, ptr, Number(lib.stoq_stream_id(ptr)), {
       send: true,
       receive: !unidirectional,
       local: true,
+      zeroRtt: this.#hooks.zeroRtt === true,
     });
     this.#streams.add(core);
-    await core.started();
+    await core.started(signal);
     return core;
   }
 
-  /** Opens a bidirectional stream (waits for stream credit from the peer if needed). */
-  async createBidirectionalStream(): Promise<StoqBidirectionalStream> {
-    const core = await this.#openStream(false);
+  /**
+   * Opens a bidirectional stream. By default it waits for stream credit from the peer (its
+   * limit on concurrent streams); see {@linkcode StoqStreamOptions}.
+   *
+   * @throws {StoqError} `STREAM_LIMIT` when not waiting and the peer's limit is reached,
+   *   `ABORTED` when the signal fires first, the connection's error once it has closed.
+   */
+  async createBidirectionalStream(
+    options?: StoqStreamOptions,
+  ): Promise<StoqBidirectionalStream> {
+    const core = await this.#openStream(false, options);
     return { readable: core.readable!, writable: core.writable! };
   }
 
-  /** Opens a unidirectional stream. */
-  async createUnidirectionalStream(): Promise<StoqSendStream> {
-    const core = await this.#openStream(true);
+  /**
+   * Opens a unidirectional stream, waiting for stream credit like
+   * {@linkcode createBidirectionalStream}.
+   *
+   * @throws {StoqError} As {@linkcode createBidirectionalStream}.
+   */
+  async createUnidirectionalStream(
+    options?: StoqStreamOptions,
+  ): Promise<StoqSendStream> {
+    const core = await this.#openStream(true, options);
     return core.writable!;
   }
 
@@ -341,7 +456,8 @@ export class StoqConnection implements AsyncDisposable {
   sendDatagram(data: Uint8Array): Promise<void> {
     if (!(data instanceof Uint8Array)) {
       return Promise.reject(
-        new TypeError(
+        new StoqError(
+          "INVALID_ARGUMENT",
           `Cannot send the datagram as 'data' must be a Uint8Array: current value is ${typeof data}`,
         ),
       );
@@ -372,7 +488,7 @@ export class StoqConnection implements AsyncDisposable {
       Op.DGRAM_SEND,
       this.#ptr,
       data,
-      false,
+      0,
       (status) => {
         if (status === 0) done.resolve();
         else done.reject(statusError(status, "send the datagram"));
@@ -425,9 +541,18 @@ export class StoqConnection implements AsyncDisposable {
    * abandoned; streams' pending reads and writes reject. Idempotent.
    */
   close(info: Partial<StoqCloseInfo> = {}): void {
+    if (typeof info !== "object" || info === null) {
+      throw new StoqError(
+        "INVALID_ARGUMENT",
+        `Cannot close the connection as the close info must be an object: current value is ${
+          info === null ? "null" : typeof info
+        }`,
+      );
+    }
     const closeCode = info.closeCode ?? 0;
     if (!Number.isSafeInteger(closeCode) || closeCode < 0) {
-      throw new RangeError(
+      throw new StoqError(
+        "INVALID_ARGUMENT",
         `Cannot close the connection as 'closeCode' must be a non-negative integer: current value is ${closeCode}`,
       );
     }
@@ -447,11 +572,11 @@ export class StoqConnection implements AsyncDisposable {
     this.#streams.delete(stream);
   }
 
-  /** @internal */
-  onEvent(ev: Records, i: number): void {
+  #onEvent(ev: Records, i: number): void {
     switch (ev.type(i)) {
       case Ev.CONN_CONNECTED: {
         this.#connected = true;
+        this.#resumed = Events.Connected.resumed(ev, i);
         const buf = new Uint8Array(256);
         const n = this.runtime.lib.stoq_conn_alpn(this.#ptr, buf, buf.length);
         this.#protocol = n > 0
@@ -462,10 +587,13 @@ export class StoqConnection implements AsyncDisposable {
         break;
       }
       case Ev.CONN_SHUTDOWN_TRANSPORT:
-        this.#error ??= connectionError(ev.status(i), this.#connected);
+        this.#error ??= connectionError(
+          Events.TransportShutdown.status(ev, i),
+          this.#connected,
+        );
         break;
       case Ev.CONN_SHUTDOWN_PEER: {
-        const code = ev.big(i, 1);
+        const code = Events.PeerCode.appCode(ev, i);
         this.#closeInfo ??= { closeCode: Number(code), reason: "" };
         this.#error ??= new StoqError(
           "CONNECTION_CLOSED",
@@ -475,34 +603,62 @@ export class StoqConnection implements AsyncDisposable {
         break;
       }
       case Ev.CONN_PEER_STREAM: {
-        const id = ev.field(i, 1);
-        const unidirectional = ev.field(i, 2) === 1;
-        const ptr = Deno.UnsafePointer.create(BigInt(ev.field(i, 3)))!;
-        const core = new StreamCore(this, ptr, id, {
-          send: !unidirectional,
-          receive: true,
-          local: false,
-        });
+        const unidirectional = Events.PeerStream.unidirectional(ev, i);
+        const core = new StreamCore(
+          this,
+          Events.PeerStream.handle(ev, i)!,
+          Events.PeerStream.streamId(ev, i),
+          {
+            send: !unidirectional,
+            receive: true,
+            local: false,
+            earlyData: Events.PeerStream.zeroRtt(ev, i),
+          },
+        );
         this.#streams.add(core);
         if (unidirectional) this.#uni.enqueue(core.readable!);
-        else {this.#bidi.enqueue({
+        else {
+          this.#bidi.enqueue({
             readable: core.readable!,
             writable: core.writable!,
-          });}
+          });
+        }
         break;
       }
       case Ev.CONN_DGRAM_STATE:
-        this.#datagramSendEnabled = ev.field(i, 1) === 1;
-        this.#maxDatagramSize = ev.field(i, 2);
+        this.#datagramSendEnabled = Events.DatagramState.sendEnabled(ev, i);
+        this.#maxDatagramSize = Events.DatagramState.maxSendLength(ev, i);
         break;
       case Ev.CONN_DGRAM_RECV: {
-        const ptr = Deno.UnsafePointer.create(BigInt(ev.field(i, 1)));
-        const data = new Uint8Array(ev.field(i, 2));
-        if (ptr) Deno.UnsafePointerView.copyInto(ptr, data);
-        this.runtime.lib.stoq_buf_free(this.runtime.rt, ptr);
+        const data = this.#takeBuffer(ev, i);
         const waiter = this.#datagramWaiters.shift();
         if (waiter) waiter.resolve(data);
         else this.#datagrams.push(data);
+        break;
+      }
+      case Ev.CONN_TICKET:
+        this.#hooks.onTicket?.(this.#takeBuffer(ev, i));
+        break;
+      case Ev.CONN_PEER_REJECTED: {
+        const verifyError = Events.PeerRejected.verifyError(ev, i);
+        let detail = "";
+        if (verifyError !== 0) {
+          const text = new Uint8Array(256);
+          const n = this.runtime.lib.stoq_x509_error(
+            verifyError,
+            text,
+            text.length,
+          );
+          detail = ` (${new TextDecoder().decode(text.subarray(0, n))})`;
+        }
+        const reason = Events.PeerRejected.reason(ev, i);
+        this.#error ??= new StoqError(
+          "CERTIFICATE_REJECTED",
+          `${
+            REJECTIONS[reason] ?? "The peer's certificate was refused"
+          }${detail}`,
+          { status: verifyError },
+        );
         break;
       }
       case Ev.CONN_PEER_CERT:
@@ -514,42 +670,45 @@ export class StoqConnection implements AsyncDisposable {
     }
   }
 
+  /** Copies a buffer the shim handed over, then frees the shim's copy. */
+  #takeBuffer(ev: Records, i: number): Uint8Array<ArrayBuffer> {
+    const ptr = Events.OwnedBuffer.data(ev, i);
+    const data = new Uint8Array(Events.OwnedBuffer.length(ev, i));
+    if (ptr) Deno.UnsafePointerView.copyInto(ptr, data);
+    this.runtime.lib.stoq_buf_free(this.runtime.rt, ptr);
+    return data;
+  }
+
+  /** The shim's checks passed (or there were none): the JS verifier decides. */
   #verifyPeer(ev: Records, i: number): void {
-    const copy = (k: number) => {
-      const len = ev.field(i, k + 1);
+    const copy = (ptr: Deno.PointerValue, len: number) => {
       const out = new Uint8Array(len);
-      const ptr = Deno.UnsafePointer.create(BigInt(ev.field(i, k)));
       if (ptr && len > 0) Deno.UnsafePointerView.copyInto(ptr, out);
       return out;
     };
-    const peer = { leaf: copy(1), chain: copy(3) };
-    this.#peerCertificate = peer;
-    const { verifyPeer, serverName, chainChecked } = this.#hooks;
-    const chainStatus = ev.status(i);
-    const reject = (why: string) => {
-      this.#error ??= new StoqError("CERTIFICATE_REJECTED", why);
-      return false;
+    const peer = {
+      leaf: copy(
+        Events.PeerCert.leaf(ev, i),
+        Events.PeerCert.leafLength(ev, i),
+      ),
+      chain: copy(
+        Events.PeerCert.chain(ev, i),
+        Events.PeerCert.chainLength(ev, i),
+      ),
     };
+    this.#peerCertificate = peer;
+    const verifyPeer = this.#hooks.verifyPeer;
     Promise.resolve()
-      .then(() => {
-        if (chainChecked && chainStatus !== 0) {
-          return reject(
-            `The peer's certificate chain does not lead to a trusted CA (status ${chainStatus}): pass the issuing CA in caCerts`,
+      .then(() => verifyPeer ? verifyPeer(peer) : true)
+      .then((ok) => {
+        if (!ok) {
+          this.#error ??= new StoqError(
+            "CERTIFICATE_REJECTED",
+            "The peer's certificate was refused by verifyPeer",
           );
         }
-        if (
-          serverName !== undefined && !certificateNames(peer.leaf, serverName)
-        ) {
-          return reject(
-            `The peer's certificate is not valid for '${serverName}': connect with the name it carries (serverName) or fix its subjectAltName`,
-          );
-        }
-        if (!verifyPeer) return true;
-        return Promise.resolve(verifyPeer(peer)).then((ok) =>
-          ok || reject("The peer's certificate was refused by verifyPeer")
-        );
-      })
-      .catch((err) => {
+        return ok;
+      }, (err) => {
         this.#error ??= new StoqError(
           "CERTIFICATE_REJECTED",
           `The peer's certificate was refused: ${
@@ -589,17 +748,16 @@ export class StoqConnection implements AsyncDisposable {
     this.runtime.unregister(this.#id);
     // Queued operations that name this handle must run before it is freed.
     this.runtime.flush();
-    this.runtime.lib.stoq_conn_close(this.#ptr);
-    if (this.#hooks.ownedConfig) {
-      this.runtime.lib.stoq_config_close(this.#hooks.ownedConfig);
-    }
+    const freed = this.runtime.closeHandle(CloseKind.CONNECTION, this.#ptr);
     if (!this.#connected) this.#handshake.reject(this.#error ?? err);
     if (this.#error && this.#error.code !== "CONNECTION_CLOSED") {
       this.#closed.reject(this.#error);
-    } else {this.#closed.resolve(
-        this.#closeInfo ?? { closeCode: 0, reason: "" },
-      );}
-    this.#hooks.onClosed?.(this);
-    this.#finished.resolve();
+    } else {
+      this.#closed.resolve(this.#closeInfo ?? { closeCode: 0, reason: "" });
+    }
+    freed.then(() => {
+      this.#hooks.onClosed?.(this);
+      this.#finished.resolve();
+    });
   }
 }

@@ -4,11 +4,23 @@
  * @module
  */
 
-import { Cred, Ev, type Records } from "../../ffi/mod.ts";
+import { Cred, Ev, Events, type Records } from "../../ffi/mod.ts";
 import { StoqError } from "../errors.ts";
-import { checkPort, parseHost } from "./address.ts";
+import {
+  checkConnectTarget,
+  checkPort,
+  formatIPv6,
+  parseHost,
+} from "./address.ts";
+import {
+  ConfigCache,
+  type ConfigLease,
+  openConfig,
+  TicketStore,
+} from "./config_cache.ts";
 import { type PeerVerifier, StoqConnection } from "./connection.ts";
 import {
+  checkOptions,
   cstr,
   encodeAlpn,
   encodeSettings,
@@ -48,6 +60,67 @@ export interface StoqEndpointOptions {
    * @default {undefined}
    */
   library?: string;
+}
+
+/** Ids for verifier functions, so that connects with the same callback share a configuration. */
+const verifierIds = new WeakMap<PeerVerifier, number>();
+let nextVerifierId = 1;
+
+function verifierKey(verify: PeerVerifier | undefined): string {
+  if (verify === undefined) return "";
+  let id = verifierIds.get(verify);
+  if (id === undefined) {
+    id = nextVerifierId++;
+    verifierIds.set(verify, id);
+  }
+  return String(id);
+}
+
+function hex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function checkCaCerts(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value) || value.length === 0) {
+    throw new StoqError(
+      "INVALID_ARGUMENT",
+      `Cannot load TLS material as 'caCerts' must be a non-empty array of PEM strings: current value is ${
+        Array.isArray(value) ? "[]" : typeof value
+      }`,
+    );
+  }
+  return value.map((c, i) => checkPem(c, `caCerts[${i}]`)).join("\n");
+}
+
+function checkFunction(value: unknown, param: string): void {
+  if (value !== undefined && typeof value !== "function") {
+    throw new StoqError(
+      "INVALID_ARGUMENT",
+      `Cannot use '${param}' as it must be a function: current value is ${typeof value}`,
+    );
+  }
+}
+
+function checkBoolean(value: unknown, param: string): void {
+  if (value !== undefined && typeof value !== "boolean") {
+    throw new StoqError(
+      "INVALID_ARGUMENT",
+      `Cannot use '${param}' as it must be a boolean: current value is ${
+        String(value)
+      }`,
+    );
+  }
+}
+
+function abortError(signal: AbortSignal, what: string): StoqError {
+  return new StoqError(
+    "ABORTED",
+    `Gave up to ${what}: the signal was aborted`,
+    {
+      cause: signal.reason,
+    },
+  );
 }
 
 /**
@@ -98,6 +171,20 @@ export interface StoqListenOptions
    * @default {undefined}
    */
   verifyPeer?: PeerVerifier;
+  /**
+   * Accept 0-RTT early data from clients that resume a session. Early data can be replayed by an
+   * attacker who captured it, so turn this off unless every request that can arrive in the
+   * first flight is safe to repeat (idempotent). Session resumption stays on either way.
+   * @default {true}
+   */
+  zeroRtt?: boolean;
+}
+
+/** The host and port a connection reaches. */
+interface Target {
+  literal: string;
+  port: number;
+  serverName: string;
 }
 
 /**
@@ -138,31 +225,27 @@ export interface StoqConnectOptions extends StoqTransportOptions {
    * @default {undefined}
    */
   certificate?: StoqCertificate;
-}
-
-/** Writes PEM material to a private temporary folder for msquic's file-based loader. */
-function withPemFiles<T>(
-  files: Record<string, string | undefined>,
-  use: (paths: Record<string, Uint8Array<ArrayBuffer> | null>) => T,
-): T {
-  const dir = Deno.makeTempDirSync({ prefix: "stoq-tls-" });
-  try {
-    Deno.chmodSync(dir, 0o700);
-    const paths: Record<string, Uint8Array<ArrayBuffer> | null> = {};
-    for (const [name, pem] of Object.entries(files)) {
-      if (pem === undefined) {
-        paths[name] = null;
-        continue;
-      }
-      const path = `${dir}/${name}.pem`;
-      Deno.writeTextFileSync(path, pem, { mode: 0o600 });
-      paths[name] = cstr(path);
-    }
-    return use(paths);
-  } finally {
-    // msquic has read the files by the time ConfigurationLoadCredential returns.
-    Deno.removeSync(dir, { recursive: true });
-  }
+  /**
+   * Resume the TLS session of an earlier connection to the same server (same name, address,
+   * port and options) when the endpoint holds a ticket for it: one round trip less, and no
+   * certificate to check again. `conn.resumed` tells whether it happened.
+   * @default {true}
+   */
+  resumption?: boolean;
+  /**
+   * Send 0-RTT early data: when the endpoint holds a ticket for this server, `connect()`
+   * resolves before the handshake and data written at once travels in the first flight
+   * (`conn.earlyData` is then true; await `conn.handshake` for the server's confirmation). If
+   * the server refuses early data, it is sent again after the handshake, so nothing is lost.
+   * Early data can be replayed by an attacker: send only what is safe to repeat.
+   * @default {false}
+   */
+  zeroRtt?: boolean;
+  /**
+   * Gives up connecting: `connect()` rejects with `ABORTED` and the attempt is closed.
+   * @default {undefined}
+   */
+  signal?: AbortSignal;
 }
 
 function checkPem(value: unknown, param: string): string {
@@ -177,19 +260,44 @@ function checkPem(value: unknown, param: string): string {
   return value;
 }
 
+let trackConnection: (endpoint: StoqEndpoint, conn: StoqConnection) => void;
+let forgetListener: (endpoint: StoqEndpoint, listener: StoqListener) => void;
+let listenerStopped: (listener: StoqListener) => Promise<void>;
+let freeListenerConfigs: (listener: StoqListener) => void;
+
 /**
- * A STOQ QUIC endpoint: listens and connects over IPv6.
+ * A STOQ QUIC endpoint: listens and connects over IPv6, shaped like `Deno.QuicEndpoint`.
  *
- * @example Listen and accept
- * ```ts ignore
- * import { StoqEndpoint } from "../../mod.ts";
- * await using endpoint = new StoqEndpoint({ hostname: "::1", port: 0 });
- * const listener = endpoint.listen({ alpnProtocols: ["echo"], cert, key });
- * for await (const conn of listener) {
- *   for await (const { readable, writable } of conn.incomingBidirectionalStreams) {
- *     await readable.pipeTo(writable);
+ * Connections made with the same options share one native configuration (certificates, trust
+ * anchors, settings), and the endpoint keeps each server's newest session ticket, so a second
+ * connect to a server resumes its TLS session.
+ *
+ * @example Echo over one stream
+ * ```ts
+ * import { makeDevCertificates, StoqEndpoint } from "../../mod.ts";
+ * const { cert, key, ca } = await makeDevCertificates();
+ * await using server = new StoqEndpoint({ hostname: "::1", port: 0 });
+ * const listener = server.listen({ alpnProtocols: ["echo"], cert, key });
+ * (async () => {
+ *   for await (const conn of listener) {
+ *     for await (const { readable, writable } of conn.incomingBidirectionalStreams) {
+ *       readable.pipeTo(writable).catch(() => {});
+ *     }
  *   }
- * }
+ * })();
+ *
+ * await using client = new StoqEndpoint();
+ * const conn = await client.connect({
+ *   hostname: "::1",
+ *   port: listener.addr.port,
+ *   alpnProtocols: ["echo"],
+ *   caCerts: [ca],
+ * });
+ * const { readable, writable } = await conn.createBidirectionalStream();
+ * const writer = writable.getWriter();
+ * await writer.write(new TextEncoder().encode("hello"));
+ * await writer.close();
+ * for await (const chunk of readable) console.log(new TextDecoder().decode(chunk)); // hello
  * ```
  */
 export class StoqEndpoint implements AsyncDisposable {
@@ -198,16 +306,25 @@ export class StoqEndpoint implements AsyncDisposable {
   #port: number;
   readonly #connections = new Set<StoqConnection>();
   readonly #listeners = new Set<StoqListener>();
+  readonly #configs: ConfigCache;
+  readonly #tickets = new TicketStore();
   #closing: Promise<void> | undefined;
+
+  static {
+    trackConnection = (endpoint, conn) => endpoint.#track(conn);
+    forgetListener = (endpoint, listener) =>
+      endpoint.#listeners.delete(listener);
+  }
 
   /**
    * Creates an endpoint. Nothing is bound until {@linkcode StoqEndpoint.listen}.
    *
    * @param options Bind address, execution profile, library path.
-   * @throws {StoqError} `IPV4_REJECTED` for an IPv4 hostname, `LIBRARY_NOT_FOUND` when the
-   *   shim is missing.
+   * @throws {StoqError} `IPV4_REJECTED` for an IPv4 hostname, `INVALID_ARGUMENT` for other bad
+   *   options, `LIBRARY_NOT_FOUND` when the shim is missing.
    */
   constructor(options: StoqEndpointOptions = {}) {
+    checkOptions(options, "create the endpoint");
     const parsed = parseHost(options.hostname ?? "::");
     if (!parsed.literal) {
       throw new StoqError(
@@ -224,7 +341,15 @@ export class StoqEndpoint implements AsyncDisposable {
         `Cannot create the endpoint as 'profile' must be "low-latency" or "max-throughput": current value is ${profile}`,
       );
     }
+    if (options.library !== undefined && typeof options.library !== "string") {
+      throw new StoqError(
+        "INVALID_ARGUMENT",
+        `Cannot create the endpoint as 'library' must be a path: current value is ${typeof options
+          .library}`,
+      );
+    }
     this.#runtime = Runtime.acquire(profile, options.library);
+    this.#configs = new ConfigCache(this.#runtime);
   }
 
   /** The bound address (the port is known once a listener runs). */
@@ -238,87 +363,80 @@ export class StoqEndpoint implements AsyncDisposable {
     }
   }
 
-  /** @internal */
-  openConfig(
-    options: StoqTransportOptions & { alpnProtocols: string[] },
-    flags: number,
-    pem: { cert?: string; key?: string; ca?: string },
-  ): Deno.PointerObject {
-    const settings = encodeSettings(options);
-    const alpn = encodeAlpn(options.alpnProtocols);
-    const lib = this.#runtime.lib;
-    const status = new Int32Array(1);
-    const cfg = lib.stoq_config_open(
-      this.#runtime.rt,
-      settings,
-      alpn,
-      alpn.length,
-      status,
-    );
-    if (cfg === null) {
-      throw statusError(status[0], "create the QUIC configuration");
-    }
-    try {
-      const st = withPemFiles(
-        { cert: pem.cert, key: pem.key, ca: pem.ca },
-        (p) => lib.stoq_config_load(cfg, flags, p.cert, p.key, p.ca),
-      );
-      if (st !== 0) throw statusError(st, "load the TLS credentials");
-    } catch (err) {
-      lib.stoq_config_close(cfg);
-      throw err;
-    }
-    return cfg;
-  }
-
-  /** @internal */
-  track(conn: StoqConnection): void {
+  #track(conn: StoqConnection): void {
     this.#connections.add(conn);
     conn.finished.then(() => this.#connections.delete(conn));
   }
 
   /**
-   * Starts accepting connections on this endpoint's address.
+   * Starts accepting connections on this endpoint's address. The port belongs to this listener
+   * alone: a port another listener holds (in this process or another) is refused.
    *
-   * @throws {StoqError} `INVALID_ARGUMENT` for bad certificates or ALPN, `CLOSED` after close.
+   * @throws {StoqError} `ADDRESS_IN_USE` when the port is taken, `INVALID_ARGUMENT` for bad
+   *   certificates, ALPN or options, `CLOSED` after close.
    */
   listen(options: StoqListenOptions): StoqListener {
+    checkOptions(options, "listen");
     this.#checkOpen("listen");
-    const cert = checkPem(options.cert, "cert");
-    const key = checkPem(options.key, "key");
-    const ca = options.caCerts?.map((c, i) => checkPem(c, `caCerts[${i}]`))
-      .join("\n");
-    const listener = new StoqListener(this, this.#runtime, options, {
-      cert,
-      key,
-      ca,
-    });
+    const listener = new StoqListener(
+      listenerToken,
+      this,
+      this.#runtime,
+      options,
+    );
     this.#listeners.add(listener);
     this.#port = listener.addr.port;
     return listener;
   }
 
   /**
-   * Connects to a server. Resolves after the handshake.
+   * Connects to a server. Resolves after the handshake (or at once for 0-RTT, see
+   * {@linkcode StoqConnectOptions.zeroRtt}).
    *
-   * @throws {StoqError} `IPV4_REJECTED`, `HANDSHAKE_FAILED`, `CERTIFICATE_REJECTED`,
-   *   `ALPN_MISMATCH`, `CONNECTION_REFUSED`, `IDLE_TIMEOUT`.
+   * Bad options are refused before anything opens. Host names are resolved to IPv6 only.
+   *
+   * @throws {StoqError} `INVALID_ARGUMENT`, `IPV4_REJECTED`, `HOST_NOT_FOUND`,
+   *   `HANDSHAKE_TIMEOUT`, `HANDSHAKE_FAILED`, `CERTIFICATE_REJECTED`, `ALPN_MISMATCH`,
+   *   `CONNECTION_REFUSED`, `ABORTED`, `CLOSED`.
    */
   async connect(options: StoqConnectOptions): Promise<StoqConnection> {
+    checkOptions(options, "connect");
     this.#checkOpen("connect");
     const host = parseHost(options.hostname);
     const port = checkPort(options.port, "port", false);
+    if (host.literal) checkConnectTarget(host.literal);
     const serverName = options.serverName ?? host.name;
-    const ca = options.caCerts?.map((c, i) => checkPem(c, `caCerts[${i}]`))
-      .join("\n");
-    // Validation is always deferred to JS: OpenSSL checks the chain against caCerts, but msquic
-    // never checks the server name, so the connection does. A verifyPeer without caCerts
-    // replaces OpenSSL's chain check (TrustChain federations).
-    const jsOnly = options.verifyPeer !== undefined && ca === undefined;
-    let flags = Cred.CLIENT | Cred.DEFER_VALIDATION;
-    if (jsOnly) flags |= Cred.NO_VALIDATION;
+    if (typeof serverName !== "string" || serverName.length === 0) {
+      throw new StoqError(
+        "INVALID_ARGUMENT",
+        `Cannot connect as 'serverName' must be a non-empty string: current value is ${
+          String(serverName)
+        }`,
+      );
+    }
+    const ca = checkCaCerts(options.caCerts);
+    checkFunction(options.verifyPeer, "verifyPeer");
+    for (const key of ["resumption", "zeroRtt"] as const) {
+      checkBoolean(options[key], key);
+    }
+    const signal = options.signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      throw new StoqError(
+        "INVALID_ARGUMENT",
+        `Cannot connect as 'signal' must be an AbortSignal: current value is ${typeof signal}`,
+      );
+    }
     const certificate = options.certificate;
-    const cfg = this.openConfig(options, flags, {
+    if (certificate !== undefined) {
+      checkOptions(certificate, "use 'certificate'");
+    }
+    // Validation: the shim checks the chain against caCerts (or the system's roots) and the
+    // server name; a verifyPeer without caCerts replaces that chain check (TrustChain).
+    const jsOnly = options.verifyPeer !== undefined && ca === undefined;
+    let flags = Cred.CLIENT | (jsOnly ? 0 : Cred.VERIFY_CHAIN);
+    if (options.verifyPeer) flags |= Cred.DEFER;
+    const credentials = {
+      flags,
       ca,
       cert: certificate
         ? checkPem(certificate.cert, "certificate.cert")
@@ -326,20 +444,80 @@ export class StoqEndpoint implements AsyncDisposable {
       key: certificate
         ? checkPem(certificate.key, "certificate.key")
         : undefined,
-    });
+    };
+    const settings = encodeSettings(options);
+    const alpn = encodeAlpn(options.alpnProtocols);
+    const configKey = [
+      flags,
+      hex(settings),
+      hex(alpn),
+      credentials.cert ?? "",
+      credentials.key ?? "",
+      ca ?? "",
+      verifierKey(options.verifyPeer),
+    ].join("\0");
+    if (signal?.aborted) throw abortError(signal, "connect");
+
+    const literal = host.literal ?? await this.#resolve(host.name, signal);
+    this.#checkOpen("connect");
+    const target = { literal, port, serverName };
+    const lease = this.#configs.acquire(
+      configKey,
+      () => openConfig(this.#runtime, settings, alpn, credentials),
+    );
+    let conn: StoqConnection;
+    try {
+      conn = this.#start(lease, target, options);
+    } catch (err) {
+      this.#configs.release(lease);
+      throw err;
+    }
+    if (conn.earlyData) return conn;
+    if (!signal) {
+      await conn.handshake;
+      return conn;
+    }
+    const aborted = Promise.withResolvers<never>();
+    const onAbort = () => {
+      conn.close();
+      aborted.reject(abortError(signal, "connect"));
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      await Promise.race([conn.handshake, aborted.promise]);
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+    }
+    return conn;
+  }
+
+  /** Starts the native connection; the lease is released when it is freed. */
+  #start(
+    lease: ConfigLease,
+    target: Target,
+    options: StoqConnectOptions,
+  ): StoqConnection {
+    const ticketKey =
+      `${lease.key}\0${target.serverName}\0[${target.literal}]:${target.port}`;
+    const resume = options.resumption !== false;
+    const ticket = resume ? this.#tickets.get(ticketKey) : undefined;
     const lib = this.#runtime.lib;
     const status = new Int32Array(1);
     const ptr = lib.stoq_conn_connect(
       this.#runtime.rt,
-      cfg,
-      cstr(serverName),
-      host.literal ? cstr(host.literal) : null,
-      port,
+      lease.ptr,
+      cstr(target.serverName),
+      cstr(target.literal),
+      target.port,
+      ticket ?? null,
+      ticket?.length ?? 0,
       status,
     );
     if (ptr === null) {
-      lib.stoq_config_close(cfg);
-      throw statusError(status[0], `connect to [${host.name}]:${port}`);
+      throw statusError(
+        status[0],
+        `connect to [${target.literal}]:${target.port}`,
+      );
     }
     const conn = StoqConnection.create(
       this.#runtime,
@@ -347,19 +525,40 @@ export class StoqEndpoint implements AsyncDisposable {
       Number(lib.stoq_conn_id(ptr)),
       {
         verifyPeer: options.verifyPeer,
-        serverName: jsOnly ? undefined : serverName,
-        chainChecked: !jsOnly,
-        ownedConfig: cfg,
+        zeroRtt: options.zeroRtt === true && ticket !== undefined,
+        onTicket: resume ? (t) => this.#tickets.set(ticketKey, t) : undefined,
+        onClosed: () => this.#configs.release(lease),
       },
     );
-    this.track(conn);
-    await conn.handshake;
+    this.#track(conn);
     return conn;
   }
 
-  /** @internal */
-  listenerClosed(listener: StoqListener): void {
-    this.#listeners.delete(listener);
+  /** Resolves `name` to an IPv6 address off the JS thread. */
+  async #resolve(name: string, signal?: AbortSignal): Promise<string> {
+    const out = new Uint8Array(16);
+    const lookup = this.#runtime.lib.stoq_resolve6(cstr(name), out);
+    const result = signal
+      ? await Promise.race([
+        lookup,
+        new Promise<never>((_, reject) =>
+          signal.addEventListener(
+            "abort",
+            () => reject(abortError(signal, `resolve ${name}`)),
+            { once: true },
+          )
+        ),
+      ])
+      : await lookup;
+    if (result !== 0) {
+      throw new StoqError(
+        "HOST_NOT_FOUND",
+        `Cannot connect to '${name}': the name has no IPv6 address (getaddrinfo error ${result}); check the spelling, the DNS or /etc/hosts entry, or connect to an IPv6 literal`,
+      );
+    }
+    const literal = formatIPv6(out);
+    checkConnectTarget(literal);
+    return literal;
   }
 
   /**
@@ -371,11 +570,13 @@ export class StoqEndpoint implements AsyncDisposable {
       const listeners = [...this.#listeners];
       for (const l of listeners) l.stop();
       // Connections the listeners accepted just before stopping arrive with these events.
-      await Promise.all(listeners.map((l) => l.stopped));
+      await Promise.all(listeners.map((l) => listenerStopped(l)));
       const conns = [...this.#connections];
       for (const c of conns) c.close(info);
       await Promise.all(conns.map((c) => c.finished));
-      for (const l of [...this.#listeners]) l.freeConfigs();
+      for (const l of [...this.#listeners]) freeListenerConfigs(l);
+      this.#configs.close();
+      this.#tickets.clear();
       await this.#runtime.release();
     })();
     return this.#closing;
@@ -405,13 +606,23 @@ export class StoqEndpoint implements AsyncDisposable {
   }
 }
 
+const listenerToken = Symbol("stoq.listener");
+
 /**
- * Accepts connections. Iterate it, or call {@linkcode StoqListener.accept}.
+ * Accepts connections that completed their handshake. Iterate it, or call
+ * {@linkcode StoqListener.accept}.
  *
- * @example
- * ```ts ignore
- * const listener = endpoint.listen({ alpnProtocols: ["echo"], cert, key });
- * const conn = await listener.accept();
+ * @example Accepting one connection
+ * ```ts
+ * import { makeDevCertificates, StoqEndpoint } from "../../mod.ts";
+ * const { cert, key, ca } = await makeDevCertificates();
+ * await using server = new StoqEndpoint({ hostname: "::1", port: 0 });
+ * const listener = server.listen({ alpnProtocols: ["demo"], cert, key });
+ * await using client = new StoqEndpoint();
+ * const accepted = listener.accept();
+ * await client.connect({ hostname: "::1", port: listener.addr.port, alpnProtocols: ["demo"], caCerts: [ca] });
+ * const conn = await accepted;
+ * console.log(conn.remoteAddr.hostname); // ::1
  * ```
  */
 export class StoqListener implements AsyncIterable<StoqConnection> {
@@ -422,22 +633,45 @@ export class StoqListener implements AsyncIterable<StoqConnection> {
   readonly #port: number;
   readonly #configs: Deno.PointerObject[] = [];
   readonly #options: StoqListenOptions;
+  readonly #settings: Uint8Array<ArrayBuffer>;
+  readonly #alpn: Uint8Array<ArrayBuffer>;
   #ready: StoqConnection[] = [];
   #waiters: PromiseWithResolvers<StoqConnection>[] = [];
   #stopped = false;
   readonly #stopComplete = Promise.withResolvers<void>();
 
-  /** @internal */
+  static {
+    listenerStopped = (listener) => listener.#stopComplete.promise;
+    freeListenerConfigs = (listener) => listener.#freeConfigs();
+  }
+
+  /** Made by {@linkcode StoqEndpoint.listen}; not for users. */
   constructor(
+    token: typeof listenerToken,
     endpoint: StoqEndpoint,
     runtime: Runtime,
     options: StoqListenOptions,
-    pem: { cert: string; key: string; ca?: string },
   ) {
+    if (token !== listenerToken) {
+      throw new StoqError(
+        "INVALID_ARGUMENT",
+        "Cannot construct a StoqListener: use StoqEndpoint.listen()",
+      );
+    }
+    const cert = checkPem(options.cert, "cert");
+    const key = checkPem(options.key, "key");
+    checkCaCerts(options.caCerts);
+    checkFunction(options.verifyPeer, "verifyPeer");
+    checkBoolean(options.requireClientCertificate, "requireClientCertificate");
+    checkBoolean(options.zeroRtt, "zeroRtt");
     this.#endpoint = endpoint;
     this.#runtime = runtime;
     this.#options = options;
-    const cfg = this.#openConfig(pem);
+    this.#settings = encodeSettings(options, {
+      resumption: options.zeroRtt === false ? 1 : 2,
+    });
+    this.#alpn = encodeAlpn(options.alpnProtocols);
+    const cfg = this.#openConfig(cert, key);
     const status = new Int32Array(1);
     const ptr = runtime.lib.stoq_listener_open(
       runtime.rt,
@@ -458,23 +692,22 @@ export class StoqListener implements AsyncIterable<StoqConnection> {
     this.#configs.push(cfg);
     this.#id = Number(runtime.lib.stoq_listener_id(ptr));
     this.#port = runtime.lib.stoq_listener_port(ptr);
-    runtime.register(this.#id, this);
+    runtime.register(this.#id, (ev, i) => this.#onEvent(ev, i));
   }
 
-  #openConfig(
-    pem: { cert: string; key: string; ca?: string },
-  ): Deno.PointerObject {
+  #openConfig(cert: string, key: string): Deno.PointerObject {
+    const o = this.#options;
     let flags = 0;
-    if (this.#options.requireClientCertificate) {
-      flags |= Cred.REQUIRE_CLIENT_AUTH;
-    }
-    if (this.#options.verifyPeer) {
-      flags |= Cred.DEFER_VALIDATION | Cred.NO_VALIDATION;
-    }
-    return this.#endpoint.openConfig(this.#options, flags, {
-      cert: pem.cert,
-      key: pem.key,
-      ca: this.#options.verifyPeer ? undefined : pem.ca,
+    if (o.requireClientCertificate) flags |= Cred.REQUIRE_CLIENT_AUTH;
+    // A verifyPeer replaces the chain check (TrustChain federations); otherwise a required
+    // client certificate is checked against caCerts, or the system's roots.
+    if (o.verifyPeer) flags |= Cred.DEFER;
+    else if (o.requireClientCertificate) flags |= Cred.VERIFY_CHAIN;
+    return openConfig(this.#runtime, this.#settings, this.#alpn, {
+      flags,
+      cert,
+      key,
+      ca: o.verifyPeer ? undefined : checkCaCerts(o.caCerts),
     });
   }
 
@@ -490,23 +723,24 @@ export class StoqListener implements AsyncIterable<StoqConnection> {
   /**
    * Serves new connections with another certificate; live connections keep theirs.
    *
-   * @throws {StoqError} `INVALID_ARGUMENT` when the PEM cannot be loaded (the old one stays).
+   * @throws {StoqError} `INVALID_ARGUMENT` when the PEM cannot be loaded (the old one stays),
+   *   `CLOSED` once stopped.
    */
   setCertificate(certificate: StoqCertificate): void {
+    checkOptions(certificate, "set a certificate");
     if (this.#stopped) {
       throw new StoqError(
         "CLOSED",
         "Cannot set a certificate: the listener is stopped",
       );
     }
-    const cfg = this.#openConfig({
-      cert: checkPem(certificate.cert, "cert"),
-      key: checkPem(certificate.key, "key"),
-      ca: this.#options.caCerts?.join("\n"),
-    });
+    const cfg = this.#openConfig(
+      checkPem(certificate.cert, "cert"),
+      checkPem(certificate.key, "key"),
+    );
     this.#runtime.lib.stoq_listener_set_config(this.#ptr, cfg);
-    // Older configurations stay open until the listener is freed: a connection arriving on
-    // another thread may still be taking the previous one.
+    // Older configurations stay open until the listener is freed: connections made with them
+    // (and one arriving on another thread right now) still use them.
     this.#configs.push(cfg);
   }
 
@@ -536,51 +770,56 @@ export class StoqListener implements AsyncIterable<StoqConnection> {
     this.#waiters = [];
   }
 
-  /** Resolves once the listener has stopped and every connection it took is known. */
-  get stopped(): Promise<void> {
-    return this.#stopComplete.promise;
-  }
-
-  /** @internal Frees the configurations once no connection can still be using them. */
-  freeConfigs(): void {
+  /** Frees the configurations once no connection can still be using them. */
+  #freeConfigs(): void {
     for (const cfg of this.#configs) this.#runtime.lib.stoq_config_close(cfg);
     this.#configs.length = 0;
-    this.#endpoint.listenerClosed(this);
+    forgetListener(this.#endpoint, this);
   }
 
-  /** Yields connections as they complete their handshake, until the listener stops. */
-  async *[Symbol.asyncIterator](): AsyncIterableIterator<StoqConnection> {
-    while (true) {
-      try {
-        yield await this.accept();
-      } catch (err) {
-        if (err instanceof StoqError && err.code === "CLOSED") return;
-        throw err;
-      }
-    }
+  /**
+   * Yields connections as they complete their handshake, until the listener stops. The
+   * iterator keeps no reference to a connection it has yielded.
+   */
+  [Symbol.asyncIterator](): AsyncIterator<StoqConnection> {
+    const done = { value: undefined, done: true } as const;
+    return {
+      next: () =>
+        this.accept().then(
+          (value) => ({ value, done: false }),
+          (err) => {
+            if (err instanceof StoqError && err.code === "CLOSED") return done;
+            throw err;
+          },
+        ),
+      return: () => Promise.resolve(done),
+    };
   }
 
-  /** @internal */
-  onEvent(ev: Records, i: number): void {
+  #onEvent(ev: Records, i: number): void {
     if (ev.type(i) === Ev.LISTENER_STOPPED) {
       this.#runtime.unregister(this.#id);
       this.#stopComplete.resolve();
       return;
     }
     if (ev.type(i) !== Ev.LISTENER_NEW_CONN) return;
-    const ptr = Deno.UnsafePointer.create(BigInt(ev.field(i, 2)))!;
-    const conn = StoqConnection.create(this.#runtime, ptr, ev.field(i, 1), {
-      onConnected: (c) => {
-        const w = this.#waiters.shift();
-        if (w) w.resolve(c);
-        else this.#ready.push(c);
+    const conn = StoqConnection.create(
+      this.#runtime,
+      Events.NewConnection.handle(ev, i)!,
+      Events.NewConnection.connectionId(ev, i),
+      {
+        onConnected: (c) => {
+          const w = this.#waiters.shift();
+          if (w) w.resolve(c);
+          else this.#ready.push(c);
+        },
+        onClosed: (c) => {
+          this.#ready = this.#ready.filter((r) => r !== c);
+        },
+        verifyPeer: this.#options.verifyPeer,
       },
-      onClosed: (c) => {
-        this.#ready = this.#ready.filter((r) => r !== c);
-      },
-      verifyPeer: this.#options.verifyPeer,
-    });
-    this.#endpoint.track(conn);
+    );
+    trackConnection(this.#endpoint, conn);
     if (this.#stopped) conn.close();
   }
 }

@@ -18,6 +18,7 @@ export {
   type StoqCloseInfo,
   StoqConnection,
   type StoqConnectionStats,
+  type StoqStreamOptions,
 } from "./connection.ts";
 export type {
   StoqBidirectionalStream,

@@ -14,19 +14,29 @@ export type CongestionControl = "cubic" | "bbr";
 export interface StoqTransportOptions {
   /**
    * Milliseconds of silence after which the connection is closed with `IDLE_TIMEOUT`.
+   *
+   * 0 means no idle timeout: the connection stays open while the peer answers, and keep-alives
+   * (every `keepAliveInterval`, 5000 ms unless set) make a dead or unreachable peer surface as
+   * `IDLE_TIMEOUT` within `keepAliveInterval + disconnectTimeout`.
    * @default {30000}
    */
   maxIdleTimeout?: number;
   /**
-   * Milliseconds the handshake may take before failing with `HANDSHAKE_FAILED`.
+   * Milliseconds the handshake may take before failing with `HANDSHAKE_TIMEOUT`.
    * @default {10000}
    */
   handshakeTimeout?: number;
   /**
    * Milliseconds between keep-alive packets; 0 turns keep-alive off.
-   * @default {0}
+   * @default {0 (5000 when maxIdleTimeout is 0)}
    */
   keepAliveInterval?: number;
+  /**
+   * Milliseconds that sent packets may go unacknowledged before the peer is declared
+   * unreachable and the connection closes with `IDLE_TIMEOUT`.
+   * @default {16000}
+   */
+  disconnectTimeout?: number;
   /**
    * Bidirectional streams the peer may have open at once.
    * @default {100}
@@ -65,6 +75,27 @@ export interface StoqTransportOptions {
   sendBuffering?: boolean;
 }
 
+/** Milliseconds between keep-alives when `maxIdleTimeout` is 0 and none is set. */
+const KEEPALIVE_WITHOUT_IDLE_TIMEOUT = 5000n;
+
+/**
+ * Checks that `options` is an options object (not `undefined`, `null` or a primitive).
+ *
+ * @throws {StoqError} `INVALID_ARGUMENT`.
+ */
+export function checkOptions(options: unknown, what: string): void {
+  if (
+    typeof options !== "object" || options === null || Array.isArray(options)
+  ) {
+    throw new StoqError(
+      "INVALID_ARGUMENT",
+      `Cannot ${what} as the options must be an object: current value is ${
+        options === null ? "null" : typeof options
+      }`,
+    );
+  }
+}
+
 function checkInt(
   options: Record<string, unknown>,
   key: string,
@@ -77,7 +108,8 @@ function checkInt(
     typeof value !== "number" || !Number.isInteger(value) || value < min ||
     value > max
   ) {
-    throw new RangeError(
+    throw new StoqError(
+      "INVALID_ARGUMENT",
       `Cannot configure the transport as '${key}' must be an integer from ${min} to ${max}: current value is ${
         String(value)
       }`,
@@ -86,9 +118,16 @@ function checkInt(
   return BigInt(value);
 }
 
+/** Server-side settings the listener adds to the transport options. */
+export interface ServerSettings {
+  /** 0 = none, 1 = session resumption, 2 = resumption and 0-RTT. */
+  resumption: 0 | 1 | 2;
+}
+
 /** Encodes transport options as a `stoq_settings` struct. Throws before anything is opened. */
 export function encodeSettings(
   options: StoqTransportOptions,
+  server?: ServerSettings,
 ): Uint8Array<ArrayBuffer> {
   const o = options as Record<string, unknown>;
   const values: Record<(typeof SETTINGS_FIELDS)[number], bigint> = {
@@ -108,8 +147,21 @@ export function encodeSettings(
     datagrams: 1n,
     sendBuffering: 0n,
     pacing: UNSET,
-    disconnectTimeoutMs: UNSET,
+    disconnectTimeoutMs: checkInt(o, "disconnectTimeout", 1, 600_000),
+    serverResumption: BigInt(server?.resumption ?? 0),
   };
+  // No idle timeout: only keep-alives can then tell that the peer is gone.
+  if (values.idleTimeoutMs === 0n) {
+    if (values.keepAliveMs === 0n) {
+      throw new StoqError(
+        "INVALID_ARGUMENT",
+        "Cannot configure the transport with both 'maxIdleTimeout' and 'keepAliveInterval' 0: nothing would ever notice a dead peer. Leave keepAliveInterval unset (5000 ms) or give a maxIdleTimeout",
+      );
+    }
+    if (values.keepAliveMs === UNSET) {
+      values.keepAliveMs = KEEPALIVE_WITHOUT_IDLE_TIMEOUT;
+    }
+  }
   if (values.peerBidiStreams === UNSET) values.peerBidiStreams = 100n;
   // msquic starts streams at 64 KiB; a wider first window saves round trips on fast paths.
   if (values.streamRecvWindow === UNSET) {
@@ -127,6 +179,16 @@ export function encodeSettings(
       );
     }
     values.congestionControl = cc === "bbr" ? 1n : 0n;
+  }
+  for (const key of ["datagrams", "sendBuffering"] as const) {
+    if (options[key] !== undefined && typeof options[key] !== "boolean") {
+      throw new StoqError(
+        "INVALID_ARGUMENT",
+        `Cannot configure the transport as '${key}' must be a boolean: current value is ${
+          String(options[key])
+        }`,
+      );
+    }
   }
   if (options.datagrams === false) values.datagrams = 0n;
   if (options.sendBuffering === true) values.sendBuffering = 1n;

@@ -6,6 +6,7 @@
  */
 
 import {
+  type CloseKind,
   Count,
   type Op,
   openLibrary,
@@ -15,11 +16,8 @@ import {
 import { StoqError } from "../errors.ts";
 import { statusError } from "./status.ts";
 
-/** Receives the completion records addressed to one native object. */
-export interface EventSink {
-  /** Handles record `i` of `records`. Must not throw. */
-  onEvent(records: Records, i: number): void;
-}
+/** Handles record `i` of a batch addressed to one native object. Must not throw. */
+export type EventSink = (records: Records, i: number) => void;
 
 /**
  * msquic execution profiles.
@@ -57,6 +55,10 @@ export class Runtime {
   #flushScheduled = false;
   #refs = 0;
   #pump: Promise<void> | undefined;
+  // Handles to close, as (kind, handle) pairs, and the batch closing the previous ones.
+  #toClose: bigint[] = [];
+  #closeWaiters: (() => void)[] = [];
+  #closing: Promise<void> = Promise.resolve();
   #idleWaiters: (() => void)[] = [];
 
   private constructor(
@@ -89,17 +91,53 @@ export class Runtime {
     return runtime;
   }
 
-  /** Drops a reference; the pump stops (and its pending wait completes) at zero. */
-  release(): Promise<void> {
-    if (this.#refs === 0) return Promise.resolve();
+  /**
+   * Drops a reference; the pump stops (and its pending wait completes) at zero, once every
+   * handle queued for closing is closed.
+   */
+  async release(): Promise<void> {
+    if (this.#refs === 0) return;
     this.#refs--;
-    if (this.#refs > 0) return Promise.resolve();
-    if (!this.#pump) return Promise.resolve();
+    await this.#closing;
+    if (this.#refs > 0 || !this.#pump) return;
     const idle = new Promise<void>((resolve) =>
       this.#idleWaiters.push(resolve)
     );
     this.lib.stoq_rt_wake(this.rt);
     return idle;
+  }
+
+  /**
+   * Closes a native stream or connection whose SHUTDOWN_COMPLETE was handled, off the JS
+   * thread (msquic's close waits for its worker). Handles close in the order given here, one
+   * batch per turn; the promise resolves once this one is freed.
+   */
+  closeHandle(
+    kind: typeof CloseKind[keyof typeof CloseKind],
+    handle: Deno.PointerObject,
+  ): Promise<void> {
+    if (this.#toClose.length === 0) queueMicrotask(() => this.#closeBatch());
+    this.#toClose.push(
+      BigInt(kind),
+      Deno.UnsafePointer.value(handle) as bigint,
+    );
+    return new Promise((resolve) => this.#closeWaiters.push(resolve));
+  }
+
+  #closeBatch(): void {
+    const items = new BigUint64Array(this.#toClose);
+    const waiters = this.#closeWaiters;
+    this.#toClose = [];
+    this.#closeWaiters = [];
+    // Batches run one after another, so a connection closes after its streams.
+    this.#closing = this.#closing.then(async () => {
+      await this.lib.stoq_close_batch(
+        this.rt,
+        new Uint8Array(items.buffer),
+        items.length / 2,
+      );
+      for (const resolve of waiters) resolve();
+    });
   }
 
   #resolveIdle(): void {
@@ -149,12 +187,15 @@ export class Runtime {
     }
   }
 
-  /** Queues a send of `bytes` (copied by the shim when the batch is submitted). */
+  /**
+   * Queues a send of `bytes` (copied by the shim when the batch is submitted) with `flags`
+   * (`SendFlags` for streams).
+   */
   submitBytes(
     op: typeof Op.STREAM_SEND | typeof Op.DGRAM_SEND,
     handle: Deno.PointerObject,
     bytes: Uint8Array,
-    fin: boolean,
+    flags: number,
     done?: Completion,
   ): void {
     const ptr = bytes.byteLength === 0
@@ -165,7 +206,7 @@ export class Runtime {
       handle,
       ptr,
       BigInt(bytes.byteLength),
-      fin ? 1n : 0n,
+      BigInt(flags),
       done,
       bytes,
     );
@@ -203,7 +244,7 @@ export class Runtime {
       }
       for (let i = 0; i < n; i++) {
         const sink = this.#sinks.get(events.field(i, 0));
-        if (sink) sink.onEvent(events, i);
+        if (sink) sink(events, i);
       }
       this.flush();
       // Let the microtasks this batch queued (stream readers, write continuations) run.

@@ -28,12 +28,15 @@ function statusCode(
     return "ALPN_MISMATCH";
   }
   if (isCertificateStatus(status)) return "CERTIFICATE_REJECTED";
-  if (status === Status.CONNECTION_IDLE) return "IDLE_TIMEOUT";
+  if (handshakeDone && status === Status.CONNECTION_IDLE) return "IDLE_TIMEOUT";
   if (status === Status.CONNECTION_REFUSED || status === Status.UNREACHABLE) {
     return "CONNECTION_REFUSED";
   }
+  if (!handshakeDone && status === Status.CONNECTION_IDLE) {
+    return "HANDSHAKE_TIMEOUT";
+  }
   if (status === Status.CONNECTION_TIMEOUT) {
-    return handshakeDone ? "IDLE_TIMEOUT" : "HANDSHAKE_FAILED";
+    return handshakeDone ? "IDLE_TIMEOUT" : "HANDSHAKE_TIMEOUT";
   }
   return handshakeDone ? "CONNECTION_CLOSED" : "HANDSHAKE_FAILED";
 }
@@ -49,6 +52,8 @@ const ADVICE: Partial<Record<StoqErrorCode, string>> = {
     "nothing answers at that address: check the host, the port and that the server is listening",
   HANDSHAKE_FAILED:
     "the QUIC/TLS handshake did not complete: check address, port, ALPN and certificates",
+  HANDSHAKE_TIMEOUT:
+    "the server did not complete the handshake in time (handshakeTimeout): check that it runs and is reachable, or raise handshakeTimeout",
   CONNECTION_CLOSED: "the connection was shut down by the transport",
 };
 
@@ -70,9 +75,9 @@ export function statusError(status: number, what: string): StoqError {
   let code: StoqErrorCode = "NATIVE_ERROR";
   let advice = "this is a bug or resource exhaustion; see the status code";
   if (status === Status.ADDRESS_IN_USE) {
-    code = "INVALID_ARGUMENT";
+    code = "ADDRESS_IN_USE";
     advice =
-      "the address is already in use: pick another port or stop the other listener";
+      "the port is already taken by another listener (in this process or another): pick another port or stop the other listener";
   } else if (status === Status.INVALID_ADDRESS) {
     code = "INVALID_ARGUMENT";
     advice = "the address is not a valid IPv6 address";

@@ -6,9 +6,18 @@
  * @module
  */
 
-import { Ev, Op, type Records, Status, StreamShutdown } from "../../ffi/mod.ts";
+import {
+  CloseKind,
+  Ev,
+  Events,
+  Op,
+  type Records,
+  SendFlags,
+  Status,
+  StreamShutdown,
+} from "../../ffi/mod.ts";
 import { StoqError } from "../errors.ts";
-import type { EventSink, Runtime } from "./runtime.ts";
+import type { Runtime } from "./runtime.ts";
 import { statusError } from "./status.ts";
 
 /**
@@ -29,6 +38,8 @@ export interface StoqReceiveStream
   extends ReadableStream<Uint8Array<ArrayBuffer>> {
   /** 62-bit QUIC stream ID. */
   readonly id: bigint;
+  /** Whether the peer opened this stream with 0-RTT early data (a resumed client). */
+  readonly earlyData: boolean;
 }
 
 /**
@@ -95,8 +106,20 @@ function appCode(reason: unknown): bigint {
   return 0n;
 }
 
+/** How a stream came to be. */
+export interface StreamKind {
+  send: boolean;
+  receive: boolean;
+  /** Opened here (it starts, and waits for the peer's stream credit). */
+  local: boolean;
+  /** Sends may travel as 0-RTT early data. */
+  zeroRtt?: boolean;
+  /** The peer opened it with 0-RTT early data. */
+  earlyData?: boolean;
+}
+
 /** Per-stream state machine. Internal: users see the Web Streams. */
-export class StreamCore implements EventSink {
+export class StreamCore {
   readonly id: number;
   readonly ptr: Deno.PointerObject;
   readonly readable?: StoqReceiveStream;
@@ -106,6 +129,7 @@ export class StreamCore implements EventSink {
   #quicId = -1n;
   #closed = false;
   #started: PromiseWithResolvers<void> | undefined;
+  readonly #sendFlags: number;
 
   // receive side
   #controller?: ReadableStreamDefaultController<Uint8Array<ArrayBuffer>>;
@@ -130,13 +154,18 @@ export class StreamCore implements EventSink {
     owner: StreamOwner,
     ptr: Deno.PointerObject,
     id: number,
-    opts: { send: boolean; receive: boolean; local: boolean },
+    opts: StreamKind,
   ) {
     this.#owner = owner;
     this.#rt = owner.runtime;
     this.ptr = ptr;
     this.id = id;
-    if (opts.local) this.#started = Promise.withResolvers<void>();
+    this.#sendFlags = opts.zeroRtt ? SendFlags.ZERO_RTT : 0;
+    if (opts.local) {
+      this.#started = Promise.withResolvers<void>();
+      // Rejected when the stream dies before anyone awaits it (an aborted open).
+      this.#started.promise.catch(() => {});
+    }
     const idGetter = { get: () => this.quicId, enumerable: true };
     if (opts.receive) {
       const readable = new ReadableStream<Uint8Array<ArrayBuffer>>({
@@ -147,6 +176,10 @@ export class StreamCore implements EventSink {
         cancel: (reason) => this.#cancelReceive(reason),
       }, { highWaterMark: READ_HIGH_WATER, size: (chunk) => chunk.byteLength });
       Object.defineProperty(readable, "id", idGetter);
+      Object.defineProperty(readable, "earlyData", {
+        value: opts.earlyData === true,
+        enumerable: true,
+      });
       this.readable = readable as StoqReceiveStream;
     } else {
       this.#readDone = true;
@@ -162,7 +195,7 @@ export class StreamCore implements EventSink {
     } else {
       this.#sendDone = true;
     }
-    this.#rt.register(id, this);
+    this.#rt.register(id, (ev, i) => this.#onEvent(ev, i));
   }
 
   /** The QUIC stream ID (read from msquic once known). */
@@ -174,37 +207,78 @@ export class StreamCore implements EventSink {
     return this.#quicId;
   }
 
-  /** Resolves when a locally opened stream has its ID (msquic waits for stream credit). */
-  started(): Promise<void> {
-    return this.#started?.promise ?? Promise.resolve();
+  /**
+   * Resolves when a locally opened stream is within the peer's stream credit; rejects with
+   * `STREAM_LIMIT` (when not waiting), or with `ABORTED` when `signal` fires first.
+   */
+  started(signal?: AbortSignal): Promise<void> {
+    const pending = this.#started;
+    if (!pending) return Promise.resolve();
+    if (!signal) return pending.promise;
+    const onAbort = () => this.#abortStart(signal);
+    signal.addEventListener("abort", onAbort, { once: true });
+    return pending.promise.finally(() =>
+      signal.removeEventListener("abort", onAbort)
+    );
   }
 
-  onEvent(ev: Records, i: number): void {
+  #abortStart(signal: AbortSignal): void {
+    const pending = this.#started;
+    if (!pending) return;
+    this.#started = undefined;
+    pending.reject(
+      new StoqError(
+        "ABORTED",
+        "Gave up opening a stream: the signal was aborted",
+        {
+          cause: signal.reason,
+        },
+      ),
+    );
+    // Nobody will use this stream: abort both directions; SHUTDOWN_COMPLETE frees it.
+    if (!this.#closed) {
+      this.#rt.submit(
+        Op.STREAM_SHUTDOWN,
+        this.ptr,
+        BigInt(StreamShutdown.ABORT | StreamShutdown.IMMEDIATE),
+        0n,
+      );
+    }
+  }
+
+  #onEvent(ev: Records, i: number): void {
     switch (ev.type(i)) {
       case Ev.STREAM_START_COMPLETE: {
-        const status = ev.status(i);
+        const status = Events.StartComplete.status(ev, i);
         if (status === 0) {
-          this.#quicId = ev.big(i, 1);
-          this.#started?.resolve();
+          this.#quicId = Events.StartComplete.quicId(ev, i);
+          // Beyond the peer's stream limit msquic starts the stream anyway and says so here;
+          // PEER_ACCEPTED follows once the peer grants credit.
+          if (Events.StartComplete.peerAccepted(ev, i)) this.#accepted();
         } else {
-          this.#started?.reject(statusError(status, "start the stream"));
+          this.#started?.reject(statusError(status, "open a stream"));
+          this.#started = undefined;
         }
-        this.#started = undefined;
         break;
       }
+      case Ev.STREAM_PEER_ACCEPTED:
+        this.#accepted();
+        break;
       case Ev.STREAM_RECV: {
-        const len = ev.field(i, 2);
+        const len = Events.Recv.length(ev, i);
         if (len > 0) {
-          this.#recvBuffers.push(ev.field(i, 1), len);
+          this.#recvBuffers.push(Events.Recv.data(ev, i), len);
           this.#recvHeld += len;
         }
         // The FIN flag rides on an indication's last record.
-        if (ev.field(i, 4) === 1 && ev.field(i, 3) === 1) this.#fin = true;
+        if (Events.Recv.lastOfIndication(ev, i) && Events.Recv.fin(ev, i)) {
+          this.#fin = true;
+        }
         this.#deliver(false);
         break;
       }
       case Ev.STREAM_SEND_COMPLETE:
-        this.#outstanding -= ev.field(i, 1);
+        this.#outstanding -= Events.SendComplete.bytes(ev, i);
         this.#wakeWriters();
         break;
       case Ev.STREAM_PEER_SEND_SHUTDOWN:
@@ -215,7 +289,7 @@ export class StreamCore implements EventSink {
         this.#deliver(false);
         break;
       case Ev.STREAM_PEER_SEND_ABORTED: {
-        const code = ev.big(i, 1);
+        const code = Events.PeerCode.appCode(ev, i);
         this.#failRead(
           new StoqError(
             "PEER_RESET",
@@ -228,7 +302,7 @@ export class StreamCore implements EventSink {
         break;
       }
       case Ev.STREAM_PEER_RECV_ABORTED: {
-        const code = ev.big(i, 1);
+        const code = Events.PeerCode.appCode(ev, i);
         this.#failSend(
           new StoqError(
             "PEER_STOPPED",
@@ -249,7 +323,7 @@ export class StreamCore implements EventSink {
       }
       case Ev.STREAM_SEND_SHUTDOWN_COMPLETE: {
         this.#sendDone = true;
-        if (ev.field(i, 1) === 1) {
+        if (Events.SendShutdownComplete.graceful(ev, i)) {
           this.#closeWaiter?.resolve();
         } else {
           this.#failSend(this.#sendError ?? this.#owner.failure());
@@ -257,13 +331,21 @@ export class StreamCore implements EventSink {
         break;
       }
       case Ev.STREAM_IDEAL_SEND_BUFFER:
-        this.#window = Math.max(MIN_SEND_WINDOW, ev.field(i, 1));
+        this.#window = Math.max(
+          MIN_SEND_WINDOW,
+          Events.IdealSendBuffer.bytes(ev, i),
+        );
         this.#wakeWriters();
         break;
       case Ev.STREAM_SHUTDOWN_COMPLETE:
-        this.finish(ev.field(i, 1) === 1);
+        this.finish(Events.StreamShutdownComplete.connectionShutdown(ev, i));
         break;
     }
+  }
+
+  #accepted(): void {
+    this.#started?.resolve();
+    this.#started = undefined;
   }
 
   // ---- receive ----
@@ -329,7 +411,8 @@ export class StreamCore implements EventSink {
 
   #write(chunk: Uint8Array): Promise<void> | void {
     if (!(chunk instanceof Uint8Array)) {
-      throw new TypeError(
+      throw new StoqError(
+        "INVALID_ARGUMENT",
         `Cannot write to the stream as the chunk must be a Uint8Array: current value is ${typeof chunk}`,
       );
     }
@@ -339,30 +422,36 @@ export class StreamCore implements EventSink {
     if (len === 0) return;
     this.#outstanding += len;
     const done = Promise.withResolvers<void>();
-    this.#rt.submitBytes(Op.STREAM_SEND, this.ptr, chunk, false, (status) => {
-      if (status !== 0) {
-        this.#outstanding -= len;
-        if (!this.#sendError && !this.#closed && status === Status.ABORTED) {
-          // msquic refuses sends as soon as the peer's STOP_SENDING (or close) is processed on
-          // its thread, before that event reaches us: reject with the reason once it does.
-          this.#refusedWrites.push(done);
+    this.#rt.submitBytes(
+      Op.STREAM_SEND,
+      this.ptr,
+      chunk,
+      this.#sendFlags,
+      (status) => {
+        if (status !== 0) {
+          this.#outstanding -= len;
+          if (!this.#sendError && !this.#closed && status === Status.ABORTED) {
+            // msquic refuses sends as soon as the peer's STOP_SENDING (or close) is processed on
+            // its thread, before that event reaches us: reject with the reason once it does.
+            this.#refusedWrites.push(done);
+          } else {
+            done.reject(this.#sendError ?? this.#owner.failure());
+          }
+        } else if (this.#outstanding < this.#window || this.#sendError) {
+          done.resolve();
         } else {
-          done.reject(this.#sendError ?? this.#owner.failure());
+          this.#writeWaiters.push(done);
+          // Completions reach JS lazily; ask for a wake-up once half the window has drained, so
+          // a blocked writer costs one wake-up per half window rather than one per completion.
+          if (!this.#closed) {
+            this.#rt.lib.stoq_stream_wake_below(
+              this.ptr,
+              BigInt(Math.floor(this.#window / 2)),
+            );
+          }
         }
-      } else if (this.#outstanding < this.#window || this.#sendError) {
-        done.resolve();
-      } else {
-        this.#writeWaiters.push(done);
-        // Completions reach JS lazily; ask for a wake-up once half the window has drained, so
-        // a blocked writer costs one wake-up per half window rather than one per completion.
-        if (!this.#closed) {
-          this.#rt.lib.stoq_stream_wake_below(
-            this.ptr,
-            BigInt(Math.floor(this.#window / 2)),
-          );
-        }
-      }
-    });
+      },
+    );
     return done.promise;
   }
 
@@ -441,7 +530,7 @@ export class StreamCore implements EventSink {
     // Operations queued for this handle (the RECV_COMPLETE just above, a shutdown) must reach
     // the shim before the handle is freed, or they would run on freed memory.
     this.#rt.flush();
-    this.#rt.lib.stoq_stream_close(this.ptr);
+    this.#rt.closeHandle(CloseKind.STREAM, this.ptr);
     this.#owner.streamClosed(this);
   }
 }
