@@ -91,3 +91,19 @@ export function newP256Pkcs8(
   secret.fill(0);
   return { pkcs8, spki: der.p256Spki(point) };
 }
+
+/**
+ * The uncompressed point of a P-256 SubjectPublicKeyInfo.
+ *
+ * @param spki The DER SubjectPublicKeyInfo.
+ * @returns The 65-byte point.
+ * @throws {TypeError} When `spki` is not an uncompressed P-256 key.
+ */
+export function p256Point(spki: Uint8Array): Uint8Array {
+  if (!der.isP256Spki(spki)) {
+    throw new TypeError(
+      "Cannot use the key as it is not an uncompressed P-256 key",
+    );
+  }
+  return spki.subarray(spki.length - 65);
+}
