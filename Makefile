@@ -14,7 +14,7 @@ CFLAGS := -O2 -g -fPIC -std=c11 -Wall -Wextra -Werror -fvisibility=default
 DENO_RUN := $(DENO) run -A --unstable-net
 TEST_FLAGS ?=
 
-.PHONY: all deps native test serve bench bench-compare bench-provision bench-baseline bench-handshake bench-connections check clean
+.PHONY: all deps native go-tools test serve bench bench-compare bench-provision bench-baseline bench-handshake bench-connections check clean
 
 all: native
 
@@ -61,10 +61,62 @@ $(LIBDIR)/libstoq.so: $(NATIVE_SRC) $(NATIVE_HDR) $(LIBDIR)/libmsquic.so.2 $(BUI
 	$(CC) $(CFLAGS) -I$(BUILD)/msquic-include -shared -o $@ $(NATIVE_SRC) \
 	  -L$(LIBDIR) -l:libmsquic.so.2 -luring -lcrypto -lpthread -Wl,-rpath,'$$ORIGIN' -Wl,-z,nodelete
 
-native: deps $(LIBDIR)/libstoq.so
+# ---- Falcon-512 for TrustChain: PQClean's sources from the pqcrypto-falcon crate -----------
+# libstoq_falcon.so is separate from the transport shim: native/falcon/*.c over PQClean's
+# falcon-512 "clean" (portable) and "avx2" builds, chosen at run time (see native/falcon/falcon.c).
+FALCON_CRATE := native/falcon/Cargo.toml
+PQCLEAN := $(BUILD)/pqclean
+FALCON_PQ_SRC := codec common fft fpr keygen rng sign vrfy
+FALCON_CFLAGS := -O2 -g -fPIC -std=c11 -Wall -Wextra -Werror -fvisibility=hidden
+
+$(PQCLEAN): $(FALCON_CRATE)
+	@mkdir -p $(BUILD)
+	@cargo fetch --quiet --manifest-path $(FALCON_CRATE)
+	@dir=$$(cargo metadata --format-version 1 --manifest-path $(FALCON_CRATE) 2>/dev/null | \
+	  python3 -c 'import json,sys; m=json.load(sys.stdin); print([p["manifest_path"] for p in m["packages"] if p["name"]=="pqcrypto-falcon"][0])' | xargs dirname); \
+	  ln -sfn $$dir/pqclean $@
+
+$(LIBDIR)/libstoq_falcon.so: $(wildcard native/falcon/*.c native/falcon/*.h) | $(PQCLEAN)
+	@mkdir -p $(LIBDIR) $(BUILD)/falcon
+	@set -e; src=$(PQCLEAN)/crypto_sign/falcon-512; objs=; \
+	for v in clean avx2; do \
+	  flags="-I$$src/$$v -I$(PQCLEAN)/common -Inative/falcon"; \
+	  if [ $$v = avx2 ]; then flags="$$flags -mavx2 -DSTOQ_FALCON_VARIANT_AVX2"; fi; \
+	  for f in $(FALCON_PQ_SRC); do \
+	    $(CC) $(FALCON_CFLAGS) $$flags -c -o $(BUILD)/falcon/$$v-$$f.o $$src/$$v/$$f.c; \
+	    objs="$$objs $(BUILD)/falcon/$$v-$$f.o"; \
+	  done; \
+	  $(CC) $(FALCON_CFLAGS) $$flags -c -o $(BUILD)/falcon/$$v-variant.o native/falcon/variant.c; \
+	  objs="$$objs $(BUILD)/falcon/$$v-variant.o"; \
+	done; \
+	$(CC) $(FALCON_CFLAGS) -I$(PQCLEAN)/common -c -o $(BUILD)/falcon/fips202.o $(PQCLEAN)/common/fips202.c; \
+	$(CC) $(FALCON_CFLAGS) -c -o $(BUILD)/falcon/falcon.o native/falcon/falcon.c; \
+	$(CC) -shared -o $@ $$objs $(BUILD)/falcon/fips202.o $(BUILD)/falcon/falcon.o
+	@echo "built $@"
+
+native: deps $(LIBDIR)/libstoq.so $(LIBDIR)/libstoq_falcon.so
+
+# ---- Go tools the TrustChain tests check against (modules from the Go module proxy) ----------
+# zlint lints issued certificates; tools/ctcheck verifies SCTs, inclusion proofs and the
+# static-ct-api endpoints with certificate-transparency-go and transparency-dev's libraries.
+GO_BIN := $(BUILD)/bin
+ZLINT_VERSION := v3.7.3
+GO_NEEDED = @command -v go >/dev/null || { echo "Go is needed for the TrustChain test tools: install it from https://go.dev/dl/ and put it on the PATH" >&2; exit 1; }
+
+$(GO_BIN)/zlint:
+	$(GO_NEEDED)
+	@mkdir -p $(GO_BIN)
+	GOBIN=$(abspath $(GO_BIN)) go install github.com/zmap/zlint/v3/cmd/zlint@$(ZLINT_VERSION)
+
+$(GO_BIN)/ctcheck: $(wildcard tools/ctcheck/*.go) tools/ctcheck/go.mod tools/ctcheck/go.sum
+	$(GO_NEEDED)
+	@mkdir -p $(GO_BIN)
+	cd tools/ctcheck && go build -o $(abspath $@) .
+
+go-tools: $(GO_BIN)/zlint $(GO_BIN)/ctcheck
 
 # ---- jobs -----------------------------------------------------------------------------------
-test: native
+test: native go-tools
 	$(DENO) test -A --unstable-net --doc $(TEST_FLAGS)
 
 serve: native

@@ -5,6 +5,7 @@ import { StoqError } from "../src/errors.ts";
 import {
   CertificateAuthority,
   type CertificateAuthorityOptions,
+  certificateLogLeaf,
   SqliteCaStore,
   verifyCertificateFalcon,
   verifyStatus,
@@ -121,7 +122,11 @@ Deno.test("leaves are short-lived with random positive 128-bit serials under a f
     assert.equal(a.notAfter.getTime() - a.notBefore.getTime(), 24 * 3600_000);
     assert.notEqual(a.serial, b.serial);
     assert.ok(a.serial.length >= 24 && a.serial.length <= 32, a.serial);
-    await verifyTransparencyProof(b.der, b.proof, ca.log.verifiers);
+    await verifyTransparencyProof(
+      certificateLogLeaf(b.der, ca.rootDer),
+      b.proof,
+      ca.log.verifiers,
+    );
     assert.equal(b.proof.leafIndex, 1);
   }, { now: () => NOW });
 });

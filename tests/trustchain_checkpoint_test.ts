@@ -12,7 +12,7 @@ import {
   parseVkey,
   signNote,
 } from "../src/trustchain/mod.ts";
-import { fromBase64, toBase64 } from "../src/trustchain/_bytes.ts";
+import { fromBase64, toBase64 } from "../src/trustchain/core/_bytes.ts";
 
 const isCode = (code: StoqErrorCode) => (e: unknown) =>
   e instanceof StoqError && e.code === code;
@@ -65,7 +65,7 @@ Deno.test("signed notes match the Go sumdb/note reference vector", async () => {
   );
 });
 
-Deno.test("checkpoints have the C2SP layout, round-trip, and carry Ed25519 and Falcon signatures", async () => {
+Deno.test("checkpoints have the C2SP layout, round-trip, and carry an RFC 6962 and a Falcon signature", async () => {
   const ca = await CertificateAuthority.open({
     name: "cp-ca",
     store: new MemoryCaStore(),
@@ -82,23 +82,40 @@ Deno.test("checkpoints have the C2SP layout, round-trip, and carry Ed25519 and F
   assert.equal(lines[6], "");
   assert.equal(lines.length, 7);
 
-  // Key hashes per C2SP: SHA-256(name || 0x0A || type || key)[:4], computed independently.
-  const ed = parseVkey(ca.log.vkeys.ed25519);
+  // Key IDs computed independently: static-ct-api hashes the log ID (SHA-256 of the DER
+  // SubjectPublicKeyInfo) for type 0x05; the Falcon key is 0xff, its identifier, then the key.
+  const log = parseVkey(ca.log.vkeys.log);
   const falcon = parseVkey(ca.log.vkeys.falcon);
-  const edPub = fromBase64(ca.log.vkeys.ed25519.split("+").slice(2).join("+"));
+  const spki = fromBase64(ca.log.vkeys.log.split("+").slice(2).join("+"));
+  assert.equal(spki[0], 0x05);
+  assert.deepEqual(spki.subarray(1), ca.log.publicKey);
+  const logId = createHash("sha256").update(spki.subarray(1)).digest();
+  assert.equal(toBase64(new Uint8Array(logId)), ca.log.logId);
   const expected = createHash("sha256").update("stoq.trustchain/cp-ca\n")
-    .update(edPub).digest().subarray(0, 4);
-  assert.deepEqual(ed.keyHash, new Uint8Array(expected));
+    .update(new Uint8Array([0x05])).update(logId).digest().subarray(0, 4);
+  assert.deepEqual(log.keyHash, new Uint8Array(expected));
   assert.deepEqual(
     fromBase64(lines[4].split(" ")[2]).subarray(0, 4),
-    ed.keyHash,
+    log.keyHash,
   );
+  const falconKey = fromBase64(
+    ca.log.vkeys.falcon.split("+").slice(2).join("+"),
+  );
+  assert.equal(falconKey[0], 0xff);
   assert.equal(
-    fromBase64(ca.log.vkeys.falcon.split("+").slice(2).join("+"))[0],
-    0xff,
+    new TextDecoder().decode(falconKey.subarray(1, 27)),
+    "stoq.trustchain/falcon-512",
+  );
+  assert.deepEqual(falconKey.subarray(27), ca.falconPublicKey);
+  const falconId = createHash("sha256").update("stoq.trustchain/cp-ca\n")
+    .update(falconKey).digest().subarray(0, 4);
+  assert.deepEqual(falcon.keyHash, new Uint8Array(falconId));
+  assert.deepEqual(
+    fromBase64(lines[5].split(" ")[2]).subarray(0, 4),
+    falcon.keyHash,
   );
 
-  const opened = await openNote(note, [ed, falcon]);
+  const opened = await openNote(note, [log, falcon]);
   assert.deepEqual(opened.verifiedBy, [
     "stoq.trustchain/cp-ca",
     "stoq.trustchain/cp-ca",
@@ -108,7 +125,15 @@ Deno.test("checkpoints have the C2SP layout, round-trip, and carry Ed25519 and F
   assert.equal(cp.treeSize, 5);
   // Each key alone verifies its own line and skips the other.
   assert.equal((await openNote(note, [falcon])).verifiedBy.length, 1);
-  assert.equal((await openNote(note, [ed])).verifiedBy.length, 1);
+  assert.equal((await openNote(note, [log])).verifiedBy.length, 1);
+  // A 0xff vkey without STOQ's identifier is refused rather than misread.
+  assert.throws(
+    () =>
+      parseVkey(
+        noteVkey("k", 0x01, new Uint8Array(32)).replace(/\+A/, "+/"),
+      ),
+    isCode("BUNDLE_INVALID"),
+  );
 });
 
 Deno.test("a tampered checkpoint byte or flipped Falcon bit fails verification", async () => {
@@ -118,7 +143,7 @@ Deno.test("a tampered checkpoint byte or flipped Falcon bit fails verification",
   });
   await ca.provision("app");
   const note = await ca.checkpoint();
-  const ed = parseVkey(ca.log.vkeys.ed25519);
+  const ed = parseVkey(ca.log.vkeys.log);
   const falcon = parseVkey(ca.log.vkeys.falcon);
   const lines = note.split("\n");
   lines[1] = "2";
@@ -139,7 +164,7 @@ Deno.test("a tampered checkpoint byte or flipped Falcon bit fails verification",
     openNote(flipped.join("\n"), [falcon]),
     isCode("PROOF_INVALID"),
   );
-  // The Ed25519 line is intact, but a verifier that knows both keys must reject the bad Falcon line.
+  // The RFC 6962 line is intact, but a verifier that knows both keys must reject the bad Falcon line.
   await assert.rejects(
     openNote(flipped.join("\n"), [ed, falcon]),
     isCode("PROOF_INVALID"),

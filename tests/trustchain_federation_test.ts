@@ -187,3 +187,27 @@ Deno.test("expired, unparsable or unknown-issuer certificates are CERT_UNTRUSTED
     isCode("CERT_UNTRUSTED"),
   );
 });
+
+Deno.test("a certificate without an SCT from its member's log is rejected with PROOF_INVALID", async () => {
+  const [a, b] = await openCas("a", "b");
+  // Member a as a bundle might list it by mistake or malice: a's root, b's log.
+  const crossed = {
+    ...a.member,
+    origin: b.member.origin,
+    logKey: b.member.logKey,
+  };
+  const fed = await Federation.create(
+    await signed({ version: 1, members: [crossed] }, [a]),
+  );
+  const id = await a.provision("svc");
+  await assert.rejects(
+    fed.verifyPeer({ chain: id.chainDer, proof: id.proof }),
+    (e: unknown) =>
+      isCode("PROOF_INVALID")(e) && /no SCT from a's log/.test(String(e)),
+  );
+  // With a's own log it validates, so the refusal above was about the log.
+  const right = await Federation.create(
+    await signed({ version: 1, members: [a.member] }, [a]),
+  );
+  await right.verifyPeer({ chain: id.chainDer, proof: id.proof });
+});

@@ -5,7 +5,7 @@ import {
   MerkleTree,
   verifyConsistency,
   verifyInclusion,
-} from "../src/trustchain/merkle.ts";
+} from "../src/trustchain/core/merkle.ts";
 
 // An independent, naive RFC 9162 §2.1.1 MTH using node:crypto, for reference.
 function h(...parts: Uint8Array[]): Uint8Array {

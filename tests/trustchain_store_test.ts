@@ -4,13 +4,16 @@ import { StoqError } from "../src/errors.ts";
 import {
   CertificateAuthority,
   leafHash,
+  merkleTreeLeaf,
   openNote,
   parseCheckpoint,
+  parseTileLeaf,
   SqliteCaStore,
+  tileLeaf,
   verifyConsistency,
   verifyInclusion,
 } from "../src/trustchain/mod.ts";
-import { fromBase64 } from "../src/trustchain/_bytes.ts";
+import { fromBase64 } from "../src/trustchain/core/_bytes.ts";
 
 async function tempDb(): Promise<
   { dir: string; path: string; [Symbol.asyncDispose](): Promise<void> }
@@ -129,6 +132,23 @@ Deno.test("rewritten history (entries swapped) is detected on open", async () =>
   await assertTampered(tmp.path);
 });
 
+Deno.test("a log entry whose precertificate was swapped is detected on open", async () => {
+  await using tmp = await tempDb();
+  await seeded(tmp.path, 3);
+  // The precertificate is stored beside the Merkle leaf, not hashed into it: the audit checks it.
+  tamper(tmp.path, (db) => {
+    const rows = db.prepare(
+      "SELECT leaf_index, entry FROM log_entries ORDER BY leaf_index",
+    ).all() as { leaf_index: number; entry: Uint8Array }[];
+    const own = parseTileLeaf(new Uint8Array(rows[1].entry));
+    const other = parseTileLeaf(new Uint8Array(rows[2].entry));
+    db.prepare("UPDATE log_entries SET entry = ? WHERE leaf_index = 1").run(
+      tileLeaf(own.timestampedEntry, other.preCertificate!, own.chain),
+    );
+  });
+  await assertTampered(tmp.path);
+});
+
 Deno.test("a forged tree head is detected on open", async () => {
   await using tmp = await tempDb();
   await seeded(tmp.path, 2);
@@ -228,7 +248,9 @@ Deno.test("a process killed mid-way through 1,000 issuances leaves a CA that ope
     const path = proof.inclusionPath.map(fromBase64);
     assert.ok(
       verifyInclusion(
-        leafHash(entries.at(-1)!),
+        leafHash(
+          merkleTreeLeaf(parseTileLeaf(entries.at(-1)!).timestampedEntry),
+        ),
         proof.leafIndex,
         entries.length,
         path,

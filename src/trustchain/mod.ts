@@ -2,10 +2,16 @@
  * TrustChain: STOQ's certificate authority, transparency log and federation.
  *
  * - {@linkcode CertificateAuthority}: ECDSA P-256 root issuing short-lived leaves from CSRs under a
- *   strict policy; `provision()` gives an app `{ cert, key }` plus its transparency proof.
- * - {@linkcode TransparencyLog}: RFC 9162 Merkle log, C2SP checkpoints with Falcon-512 co-signature.
+ *   strict RFC 5280 profile; every leaf goes through the RFC 6962 precertificate flow and embeds
+ *   its SCT. `provision()` gives an app `{ cert, key }` plus its transparency proof.
+ * - {@linkcode TransparencyLog}: an RFC 6962 log (precertificate entries, ECDSA P-256 SCTs and tree
+ *   heads, log ID = SHA-256 of the key's SubjectPublicKeyInfo) in an RFC 9162 tree, published as
+ *   C2SP checkpoints co-signed with Falcon-512; {@linkcode staticCtHandler} serves it as C2SP
+ *   static-ct-api (checkpoint, tiles, issuers).
+ * - {@linkcode FalconSigner}: native Falcon-512 (PQClean) with the key expanded once.
  * - {@linkcode SqliteCaStore}: one SQLite file per CA, one transaction per issuance.
- * - {@linkcode Federation}: signed trust bundle and `verifyPeer` for the transport.
+ * - {@linkcode Federation}: signed trust bundle and `verifyPeer` for the transport (root, validity,
+ *   Falcon co-signature, embedded SCT checked offline, inclusion proof, status).
  * - {@linkcode CertificateRotator}: renews an identity at two thirds of its lifetime.
  * - On STOQ: {@linkcode listenWithIdentity} serves a self-renewing identity (optionally requiring
  *   federation client certificates), {@linkcode connectWithFederation} validates servers against
@@ -13,6 +19,10 @@
  * - {@linkcode TrustChainService} serves a CA over STOQ (ALPN `trustchain/1`: issuance, status,
  *   proofs, bundle, tree heads); {@linkcode TrustChainClient} provisions apps remotely and
  *   {@linkcode evidenceFromServices} feeds a federation proofs fetched from the services.
+ *
+ * Layout: `core/` holds pure functions of their inputs, a clock and an injected
+ * {@linkcode RandomSource}; `ca.ts` orchestrates; `store/` persists; `service/` speaks the
+ * protocols; `binding.ts` wires in the transport.
  *
  * @example Provision, then validate as a federated peer
  * ```ts
@@ -33,22 +43,42 @@ export {
   evidenceSource,
   type IssuedCertificate,
   type IssueOptions,
-  nameAllowed,
   type ProvisionedIdentity,
 } from "./ca.ts";
+export { nameAllowed } from "./core/policy.ts";
+export { MAX_COMMON_NAME } from "./core/leaf.ts";
+export { type RandomSource, SYSTEM_RANDOM } from "./core/random.ts";
+export type { EcdsaSigner } from "./core/ecdsa.ts";
 export {
   generateLogKeys,
   type LogKeys,
-  type Sct,
   TransparencyLog,
+  type TransparencyLogOptions,
   type TransparencyProof,
-  verifySct,
   verifyTransparencyProof,
-} from "./ct_log.ts";
+} from "./core/ct_log.ts";
+export {
+  certificateLogLeaf,
+  decodeSct,
+  embeddedScts,
+  encodeSct,
+  logIdOf,
+  merkleTreeLeaf,
+  parseTileLeaf,
+  PRECERT_POISON_OID,
+  type PrecertEntry,
+  type Sct,
+  SCT_LIST_OID,
+  type TileLeaf,
+  tileLeaf,
+  timestampedEntry,
+  verifySct,
+} from "./core/rfc6962.ts";
 export {
   type Checkpoint,
   ED25519_NOTE_TYPE,
   ed25519NoteSigner,
+  FALCON_NOTE_IDENTIFIER,
   FALCON_NOTE_TYPE,
   falconNoteSigner,
   formatCheckpoint,
@@ -61,18 +91,23 @@ export {
   openNote,
   parseCheckpoint,
   parseVkey,
+  RFC6962_NOTE_TYPE,
+  rfc6962NoteSigner,
   signNote,
-} from "./checkpoint.ts";
+} from "./core/checkpoint.ts";
 export {
   FALCON_COSIGNATURE_OID,
   type FalconCertificateFields,
   falconCertificateMessage,
   type FalconKeyPair,
+  type FalconOptions,
   falconSign,
+  FalconSigner,
+  type FalconVariantName,
   falconVerify,
   generateFalconKeyPair,
   verifyCertificateFalcon,
-} from "./falcon.ts";
+} from "./core/falcon.ts";
 export {
   type BundleSignature,
   Federation,
@@ -84,14 +119,21 @@ export {
   trustBundleMessage,
   type VerifiedPeer,
   type VerifyPeerOptions,
-} from "./federation.ts";
+} from "./core/federation.ts";
 export {
   leafHash,
   MerkleTree,
   nodeHash,
   verifyConsistency,
   verifyInclusion,
-} from "./merkle.ts";
+} from "./core/merkle.ts";
+export {
+  canonicalSerial,
+  type RevocationReason,
+  type SignedStatus,
+  statusMessage,
+  verifyStatus,
+} from "./core/status.ts";
 export {
   CertificateRotator,
   type CertificateRotatorOptions,
@@ -99,15 +141,22 @@ export {
   SYSTEM_CLOCK,
 } from "./rotation.ts";
 export {
-  evidenceFromServices,
   type IssueRequest,
-  type ServiceInfo,
-  TRUSTCHAIN_ALPN,
-  TrustChainClient,
-  type TrustChainClientOptions,
   TrustChainService,
   type TrustChainServiceOptions,
-} from "./service.ts";
+} from "./service/server.ts";
+export {
+  TrustChainClient,
+  type TrustChainClientOptions,
+} from "./service/client.ts";
+export { evidenceFromServices } from "./service/evidence.ts";
+export { type ServiceInfo, TRUSTCHAIN_ALPN } from "./service/protocol.ts";
+export {
+  serveStaticCt,
+  type ServeStaticCtOptions,
+  staticCtHandler,
+  type StaticCtOptions,
+} from "./service/static_ct.ts";
 export {
   connectWithFederation,
   type FederatedConnectOptions,
@@ -119,20 +168,13 @@ export {
   listenWithIdentity,
   peerChain,
   peerIdentity,
-} from "./stoq.ts";
-export {
-  canonicalSerial,
-  type RevocationReason,
-  type SignedStatus,
-  statusMessage,
-  verifyStatus,
-} from "./status.ts";
-export {
-  type CaIdentityRecord,
-  type CaStore,
-  type CertificateRecord,
-  MemoryCaStore,
-  type RevocationRecord,
-  SqliteCaStore,
-  type StoreCounts,
-} from "./store.ts";
+} from "./binding.ts";
+export type {
+  CaIdentityRecord,
+  CaStore,
+  CertificateRecord,
+  RevocationRecord,
+  StoreCounts,
+} from "./store/store.ts";
+export { MemoryCaStore } from "./store/memory.ts";
+export { SqliteCaStore } from "./store/sqlite.ts";

@@ -2,23 +2,41 @@
  * C2SP signed notes and tlog checkpoints.
  *
  * A note is `<body>\n<signature lines>` where the body ends in a newline and each signature line is
- * `— <key name> <base64(4-byte key hash || signature)>\n`. The key hash is the first four bytes of
- * `SHA-256(name || 0x0A || type || public key)`.
+ * `— <key name> <base64(4-byte key ID || signature)>\n`. Three key types are supported:
  *
- * Type `0x01` is Ed25519 as registered by C2SP. The Falcon-512 co-signature uses type `0xff`
- * ({@linkcode FALCON_NOTE_TYPE}), an unregistered value: verifiers that do not know it skip the line,
- * as the signed-note spec requires for unknown keys.
+ * - `0x05` ({@linkcode RFC6962_NOTE_TYPE}): the RFC 6962 `TreeHeadSignature` of a CT log, as
+ *   C2SP static-ct-api defines it. The signature is `uint64 timestamp || DigitallySigned` (ECDSA
+ *   P-256), the key ID is `SHA-256(name || 0x0A || 0x05 || log ID)[:4]` with the log ID the SHA-256
+ *   of the key's DER SubjectPublicKeyInfo, and the vkey carries that SubjectPublicKeyInfo. This is
+ *   the line a TrustChain log signs its checkpoints with.
+ * - `0xff` ({@linkcode FALCON_NOTE_TYPE}) followed by the identifier
+ *   {@linkcode FALCON_NOTE_IDENTIFIER} (`stoq.trustchain/falcon-512`), as the signed-note spec
+ *   recommends for types without an assigned byte: Falcon-512 over the note text. The key ID is
+ *   `SHA-256(name || 0x0A || 0xff || identifier || public key)[:4]`, and the vkey carries
+ *   `0xff || identifier || public key`. Verifiers that do not know the key skip the line.
+ * - `0x01` ({@linkcode ED25519_NOTE_TYPE}): Ed25519, as the signed-note spec defines it (for
+ *   witnesses and other notes).
  *
  * @module
  */
 
 import { sha256 } from "npm:@noble/hashes@2.4.0/sha2.js";
-import { StoqError } from "../errors.ts";
-import { falconSign, falconVerify } from "./falcon.ts";
+import { StoqError } from "../../errors.ts";
+import { FalconSigner, falconVerify } from "./falcon.ts";
+import { type RandomSource, SYSTEM_RANDOM } from "./random.ts";
+import type { EcdsaSigner } from "./ecdsa.ts";
+import { isP256Spki } from "./_der.ts";
+import {
+  importLogKey,
+  logIdOf,
+  signTreeHead,
+  verifyTreeHead,
+} from "./rfc6962.ts";
 import {
   buf,
   bytesToHex,
   concatBytes,
+  equalBytes,
   fromBase64,
   toBase64,
   utf8ToBytes,
@@ -26,24 +44,30 @@ import {
 
 /** Signature type byte of Ed25519 note keys (C2SP signed-note). */
 export const ED25519_NOTE_TYPE = 0x01;
-/** Signature type byte STOQ uses for Falcon-512 note keys (unregistered). */
+/** Signature type byte of RFC 6962 tree head signatures (C2SP static-ct-api). */
+export const RFC6962_NOTE_TYPE = 0x05;
+/** Signature type byte for types without an assigned byte; STOQ's Falcon-512 keys use it. */
 export const FALCON_NOTE_TYPE = 0xff;
+/** The identifier that follows {@linkcode FALCON_NOTE_TYPE} in STOQ's Falcon-512 note keys. */
+export const FALCON_NOTE_IDENTIFIER: Uint8Array = utf8ToBytes(
+  "stoq.trustchain/falcon-512",
+);
 
 /** Signs note bodies under one key name. */
 export interface NoteSigner {
   /** The key name, e.g. the log origin. */
   readonly name: string;
-  /** The 4-byte key hash. */
+  /** The 4-byte key ID. */
   readonly keyHash: Uint8Array;
   /** Signs the note body. */
   sign(body: Uint8Array): Promise<Uint8Array>;
 }
 
-/** Verifies note signatures for one key name and key hash. */
+/** Verifies note signatures for one key name and key ID. */
 export interface NoteVerifier {
   /** The key name. */
   readonly name: string;
-  /** The 4-byte key hash. */
+  /** The 4-byte key ID. */
   readonly keyHash: Uint8Array;
   /** Verifies a signature over the note body. */
   verify(body: Uint8Array, signature: Uint8Array): Promise<boolean>;
@@ -59,13 +83,22 @@ function _checkName(name: string): void {
   }
 }
 
+/** The key bytes after the type byte in a vkey, per key type. */
+function _keyEncoding(type: number, publicKey: Uint8Array): Uint8Array {
+  return type === FALCON_NOTE_TYPE
+    ? concatBytes(FALCON_NOTE_IDENTIFIER, publicKey)
+    : publicKey;
+}
+
 /**
- * The C2SP key hash: first 4 bytes of `SHA-256(name || 0x0A || type || publicKey)`.
+ * The key ID of a note key: the first 4 bytes of `SHA-256(name || 0x0A || type || key)`, where
+ * the key is the raw Ed25519 key (`0x01`), the log ID (`0x05`, per static-ct-api), or
+ * {@linkcode FALCON_NOTE_IDENTIFIER} followed by the Falcon-512 public key (`0xff`).
  *
  * @param name The key name.
  * @param type The signature type byte.
- * @param publicKey The raw public key.
- * @returns The 4-byte key hash.
+ * @param publicKey The public key: raw Ed25519, DER SubjectPublicKeyInfo (`0x05`), or Falcon.
+ * @returns The 4-byte key ID.
  *
  * @example Hashing an Ed25519 key
  * ```ts
@@ -79,17 +112,20 @@ export function noteKeyHash(
   publicKey: Uint8Array,
 ): Uint8Array {
   _checkName(name);
+  const key = type === RFC6962_NOTE_TYPE
+    ? logIdOf(publicKey)
+    : _keyEncoding(type, publicKey);
   return sha256(
-    concatBytes(utf8ToBytes(name), new Uint8Array([0x0a, type]), publicKey),
+    concatBytes(utf8ToBytes(name), new Uint8Array([0x0a, type]), key),
   ).slice(0, 4);
 }
 
 /**
- * The verifier-key string `<name>+<hex key hash>+<base64(type || publicKey)>`.
+ * The verifier-key string `<name>+<hex key ID>+<base64(type || key)>`.
  *
  * @param name The key name.
  * @param type The signature type byte.
- * @param publicKey The raw public key.
+ * @param publicKey The public key (see {@linkcode noteKeyHash}).
  * @returns The vkey string.
  *
  * @example Exporting an Ed25519 vkey
@@ -105,7 +141,9 @@ export function noteVkey(
 ): string {
   const hash = noteKeyHash(name, type, publicKey);
   return `${name}+${bytesToHex(hash)}+${
-    toBase64(concatBytes(new Uint8Array([type]), publicKey))
+    toBase64(
+      concatBytes(new Uint8Array([type]), _keyEncoding(type, publicKey)),
+    )
   }`;
 }
 
@@ -143,11 +181,71 @@ export function ed25519NoteSigner(
 }
 
 /**
- * A Falcon-512 note signer (type `0xff`).
+ * An RFC 6962 tree head note signer (type `0x05`, C2SP static-ct-api): signs checkpoint bodies
+ * (origin, size and root lines only) with the log's ECDSA P-256 key.
+ *
+ * @param name The key name (the log origin).
+ * @param privateKey The log's ECDSA P-256 private key: a WebCrypto key, or an `EcdsaSigner`.
+ * @param spki The log key's DER SubjectPublicKeyInfo.
+ * @param now The clock for the signature's timestamp (ms since the epoch).
+ * @returns The signer.
+ *
+ * @example Signing a checkpoint
+ * ```ts
+ * import { formatCheckpoint, noteVerifier, openNote, rfc6962NoteSigner, signNote } from "./checkpoint.ts";
+ * const keys = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"]) as CryptoKeyPair;
+ * const spki = new Uint8Array(await crypto.subtle.exportKey("spki", keys.publicKey));
+ * const body = formatCheckpoint({ origin: "example.com/log", treeSize: 0, rootHash: new Uint8Array(32) });
+ * const note = await signNote(body, [rfc6962NoteSigner("example.com/log", keys.privateKey, spki)]);
+ * console.log((await openNote(note, [noteVerifier("example.com/log", 0x05, spki)])).body === body); // true
+ * ```
+ */
+export function rfc6962NoteSigner(
+  name: string,
+  privateKey: CryptoKey | EcdsaSigner,
+  spki: Uint8Array,
+  now: () => number = Date.now,
+): NoteSigner {
+  const sign = privateKey instanceof CryptoKey
+    ? async (data: Uint8Array) =>
+      new Uint8Array(
+        await crypto.subtle.sign(
+          { name: "ECDSA", hash: "SHA-256" },
+          privateKey,
+          buf(data),
+        ),
+      )
+    : (data: Uint8Array) => privateKey.sign(data);
+  return {
+    name,
+    keyHash: noteKeyHash(name, RFC6962_NOTE_TYPE, spki),
+    sign: (body) => {
+      const cp = _strictCheckpoint(body);
+      return signTreeHead(sign, now(), cp.treeSize, cp.rootHash);
+    },
+  };
+}
+
+/** A checkpoint body with no extension lines, as `0x05` signatures require. */
+function _strictCheckpoint(body: Uint8Array): Checkpoint {
+  const text = new TextDecoder().decode(body);
+  const cp = parseCheckpoint(text);
+  if (text.split("\n").length !== 4) {
+    throw new StoqError(
+      "PROOF_INVALID",
+      "An RFC 6962 tree head note carries no extension lines",
+    );
+  }
+  return cp;
+}
+
+/**
+ * A Falcon-512 note signer (type `0xff` with {@linkcode FALCON_NOTE_IDENTIFIER}).
  *
  * @param name The key name.
- * @param secretKey The Falcon secret key.
+ * @param secretKey The Falcon secret key, or an open {@linkcode FalconSigner} (kept open).
  * @param publicKey The Falcon public key.
+ * @param random Where signature randomness comes from.
  * @returns The signer.
  *
  * @example Co-signing with Falcon
@@ -161,22 +259,31 @@ export function ed25519NoteSigner(
  */
 export function falconNoteSigner(
   name: string,
-  secretKey: Uint8Array,
+  secretKey: Uint8Array | FalconSigner,
   publicKey: Uint8Array,
+  random: RandomSource = SYSTEM_RANDOM,
 ): NoteSigner {
+  const keyHash = noteKeyHash(name, FALCON_NOTE_TYPE, publicKey);
   return {
     name,
-    keyHash: noteKeyHash(name, FALCON_NOTE_TYPE, publicKey),
-    sign: (body) => Promise.resolve(falconSign(body, secretKey)),
+    keyHash,
+    sign: (body) => {
+      if (secretKey instanceof FalconSigner) {
+        return Promise.resolve(secretKey.sign(body, random));
+      }
+      using signer = FalconSigner.open(secretKey);
+      return Promise.resolve(signer.sign(body, random));
+    },
   };
 }
 
 /**
- * A note verifier from raw public key bytes.
+ * A note verifier from public key bytes.
  *
  * @param name The key name.
- * @param type {@linkcode ED25519_NOTE_TYPE} or {@linkcode FALCON_NOTE_TYPE}.
- * @param publicKey The raw public key.
+ * @param type {@linkcode ED25519_NOTE_TYPE}, {@linkcode RFC6962_NOTE_TYPE} or
+ * {@linkcode FALCON_NOTE_TYPE}.
+ * @param publicKey The raw Ed25519 key, the log key's DER SubjectPublicKeyInfo, or the Falcon key.
  * @returns The verifier.
  *
  * @example Verifying an Ed25519 note
@@ -222,6 +329,30 @@ export function noteVerifier(
       },
     };
   }
+  if (type === RFC6962_NOTE_TYPE) {
+    const key = importLogKey(publicKey);
+    // An unusable key fails every verification (and is reported by parseVkey up front).
+    key.catch(() => {});
+    return {
+      name,
+      keyHash,
+      verify: async (body, signature) => {
+        let cp: Checkpoint;
+        try {
+          cp = _strictCheckpoint(body);
+        } catch {
+          return false;
+        }
+        const at = await verifyTreeHead(
+          await key,
+          signature,
+          cp.treeSize,
+          cp.rootHash,
+        ).catch(() => undefined);
+        return at !== undefined;
+      },
+    };
+  }
   if (type === FALCON_NOTE_TYPE) {
     return {
       name,
@@ -231,7 +362,7 @@ export function noteVerifier(
     };
   }
   throw new RangeError(
-    `Cannot verify notes of type ${type}: supported types are 0x01 (Ed25519) and 0xff (Falcon-512)`,
+    `Cannot verify notes of type ${type}: supported types are 0x01 (Ed25519), 0x05 (RFC 6962) and 0xff (Falcon-512)`,
   );
 }
 
@@ -249,18 +380,41 @@ export function noteVerifier(
  * ```
  */
 export function parseVkey(vkey: string): NoteVerifier {
+  const { name, hash, type, publicKey } = _vkeyParts(vkey);
+  let verifier: NoteVerifier;
+  try {
+    verifier = noteVerifier(name, type, publicKey);
+  } catch (cause) {
+    throw new StoqError(
+      "BUNDLE_INVALID",
+      "Cannot parse vkey: the key is not usable for its type",
+      { cause },
+    );
+  }
+  if (bytesToHex(verifier.keyHash) !== hash.toLowerCase()) {
+    throw new StoqError(
+      "BUNDLE_INVALID",
+      "Cannot parse vkey: the key hash does not match the key",
+    );
+  }
+  return verifier;
+}
+
+/** The parts of a vkey string; throws `BUNDLE_INVALID` when they are malformed (internal). */
+export function _vkeyParts(
+  vkey: string,
+): { name: string; hash: string; type: number; publicKey: Uint8Array } {
   // Names hold no '+', but base64 keys may, so split at the first two only.
   const m = typeof vkey === "string"
     ? /^([^+]+)\+([0-9a-fA-F]{8})\+(.+)$/.exec(vkey)
     : null;
-  const parts = m ? m.slice(1) : [];
-  if (parts.length !== 3) {
+  if (!m) {
     throw new StoqError(
       "BUNDLE_INVALID",
       "Cannot parse vkey: expected <name>+<hex hash>+<base64 key>",
     );
   }
-  const [name, hash, key] = parts;
+  const [, name, hash, key] = m;
   let raw: Uint8Array;
   try {
     raw = fromBase64(key);
@@ -277,14 +431,25 @@ export function parseVkey(vkey: string): NoteVerifier {
       "Cannot parse vkey: the key is empty",
     );
   }
-  const verifier = noteVerifier(name, raw[0], raw.subarray(1));
-  if (bytesToHex(verifier.keyHash) !== hash.toLowerCase()) {
+  const type = raw[0];
+  let publicKey = raw.subarray(1);
+  if (type === FALCON_NOTE_TYPE) {
+    const id = publicKey.subarray(0, FALCON_NOTE_IDENTIFIER.length);
+    if (!equalBytes(id, FALCON_NOTE_IDENTIFIER)) {
+      throw new StoqError(
+        "BUNDLE_INVALID",
+        "Cannot parse vkey: a 0xff key must carry the identifier stoq.trustchain/falcon-512",
+      );
+    }
+    publicKey = publicKey.subarray(FALCON_NOTE_IDENTIFIER.length);
+  }
+  if (type === RFC6962_NOTE_TYPE && !isP256Spki(publicKey)) {
     throw new StoqError(
       "BUNDLE_INVALID",
-      "Cannot parse vkey: the key hash does not match the key",
+      "Cannot parse vkey: a 0x05 key must be an ECDSA P-256 SubjectPublicKeyInfo",
     );
   }
-  return verifier;
+  return { name, hash, type, publicKey };
 }
 
 /**

@@ -1,202 +1,19 @@
 /**
- * Storage for a CA and its log behind a small interface ({@linkcode CaStore}), with an embedded
- * SQLite implementation (one database file per CA, WAL mode) and an in-memory one.
+ * A {@linkcode CaStore} in one SQLite database file per CA (`node:sqlite`, WAL mode, one
+ * transaction per issuance).
  *
  * @module
  */
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import { StoqError } from "../errors.ts";
-import type { Sct } from "./ct_log.ts";
-
-/** The CA's long-lived keys and root certificate, as stored. */
-export interface CaIdentityRecord {
-  /** The CA name. */
-  name: string;
-  /** The log origin. */
-  origin: string;
-  /** Base64 DER of the self-signed root certificate. */
-  rootDer: string;
-  /** Base64 PKCS#8 of the root's ECDSA P-256 private key. */
-  rootKey: string;
-  /** Base64 PKCS#8 of the log's Ed25519 private key. */
-  logKey: string;
-  /** Base64 raw Ed25519 public key of the log. */
-  logPublicKey: string;
-  /** Base64 Falcon-512 secret key. */
-  falconSecretKey: string;
-  /** Base64 Falcon-512 public key. */
-  falconPublicKey: string;
-}
-
-/** One issued certificate, as stored. Its DER is the log entry at `leafIndex`. */
-export interface CertificateRecord {
-  /** Serial number, lowercase hex as `@peculiar/x509` prints it. */
-  serial: string;
-  /** Index of the certificate's DER in the log. */
-  leafIndex: number;
-  /** Expiry, milliseconds since the epoch. */
-  notAfter: number;
-  /** The SCT returned at issuance. */
-  sct: Sct;
-}
-
-/** A revocation. */
-export interface RevocationRecord {
-  /** Serial number. */
-  serial: string;
-  /** RFC 5280 reason name, e.g. `keyCompromise`. */
-  reason: string;
-  /** Milliseconds since the epoch. */
-  revokedAt: number;
-}
-
-/** Row counts, used to show that a refused request changed nothing. */
-export interface StoreCounts {
-  /** Issued certificates. */
-  certificates: number;
-  /** Log entries. */
-  entries: number;
-  /** Stored signed tree heads. */
-  treeHeads: number;
-  /** Revocations. */
-  revocations: number;
-}
-
-/**
- * What a CA needs from storage. Async so a server database can stand in for SQLite later.
- *
- * `commitIssuance` must be atomic: the certificate row, its log entry and the new signed tree head
- * are written together or not at all.
- *
- * @example Using the in-memory store
- * ```ts
- * import { MemoryCaStore } from "./store.ts";
- * const store = new MemoryCaStore();
- * console.log((await store.counts()).entries); // 0
- * ```
- */
-export interface CaStore {
-  /** The stored identity, or `undefined` for a fresh store. */
-  loadIdentity(): Promise<CaIdentityRecord | undefined>;
-  /** Stores the identity of a new CA (once). */
-  saveIdentity(identity: CaIdentityRecord): Promise<void>;
-  /** All log entries, in index order. */
-  entries(): Promise<Uint8Array[]>;
-  /** All signed tree heads (checkpoint notes), oldest first. */
-  treeHeads(): Promise<string[]>;
-  /** All certificate records. */
-  certificates(): Promise<CertificateRecord[]>;
-  /** The certificate record for a serial, if issued. */
-  certificate(serial: string): Promise<CertificateRecord | undefined>;
-  /** Atomically records a certificate, appends its DER to the log and stores the new tree head. */
-  commitIssuance(
-    record: CertificateRecord,
-    entry: Uint8Array,
-    treeHead: string,
-  ): Promise<void>;
-  /** Records a revocation (idempotent: the first one wins). */
-  revoke(revocation: RevocationRecord): Promise<void>;
-  /** The revocation of a serial, if any. */
-  revocation(serial: string): Promise<RevocationRecord | undefined>;
-  /** All revocations. */
-  revocations(): Promise<RevocationRecord[]>;
-  /** Row counts. */
-  counts(): Promise<StoreCounts>;
-  /** Releases the store; idempotent. */
-  close(): void;
-}
-
-/**
- * A {@linkcode CaStore} in memory, for tests and examples. Lost when the process exits.
- *
- * @example Fresh store
- * ```ts
- * import { MemoryCaStore } from "./store.ts";
- * console.log(await new MemoryCaStore().loadIdentity()); // undefined
- * ```
- */
-export class MemoryCaStore implements CaStore {
-  #identity?: CaIdentityRecord;
-  #entries: Uint8Array[] = [];
-  #heads: string[] = [];
-  #certs = new Map<string, CertificateRecord>();
-  #revocations = new Map<string, RevocationRecord>();
-
-  /** The stored identity, or `undefined` for a fresh store. */
-  loadIdentity(): Promise<CaIdentityRecord | undefined> {
-    return Promise.resolve(this.#identity && { ...this.#identity });
-  }
-  /** Stores the identity of a new CA (once). */
-  saveIdentity(identity: CaIdentityRecord): Promise<void> {
-    if (this.#identity) {
-      throw new StoqError("STORE_ERROR", "This store already holds a CA");
-    }
-    this.#identity = { ...identity };
-    return Promise.resolve();
-  }
-  /** All log entries, in index order. */
-  entries(): Promise<Uint8Array[]> {
-    return Promise.resolve(this.#entries.map((e) => e.slice()));
-  }
-  /** All signed tree heads, oldest first. */
-  treeHeads(): Promise<string[]> {
-    return Promise.resolve([...this.#heads]);
-  }
-  /** All certificate records. */
-  certificates(): Promise<CertificateRecord[]> {
-    return Promise.resolve([...this.#certs.values()]);
-  }
-  /** The certificate record for a serial, if issued. */
-  certificate(serial: string): Promise<CertificateRecord | undefined> {
-    return Promise.resolve(this.#certs.get(serial));
-  }
-  /** Atomically records a certificate, its log entry and the new tree head. */
-  commitIssuance(
-    record: CertificateRecord,
-    entry: Uint8Array,
-    treeHead: string,
-  ): Promise<void> {
-    if (
-      this.#certs.has(record.serial) ||
-      record.leafIndex !== this.#entries.length
-    ) {
-      return Promise.reject(
-        new StoqError("STORE_ERROR", "Duplicate serial or out-of-order entry"),
-      );
-    }
-    this.#certs.set(record.serial, record);
-    this.#entries.push(entry.slice());
-    this.#heads.push(treeHead);
-    return Promise.resolve();
-  }
-  /** Records a revocation (the first one wins). */
-  revoke(revocation: RevocationRecord): Promise<void> {
-    if (!this.#revocations.has(revocation.serial)) {
-      this.#revocations.set(revocation.serial, revocation);
-    }
-    return Promise.resolve();
-  }
-  /** The revocation of a serial, if any. */
-  revocation(serial: string): Promise<RevocationRecord | undefined> {
-    return Promise.resolve(this.#revocations.get(serial));
-  }
-  /** All revocations. */
-  revocations(): Promise<RevocationRecord[]> {
-    return Promise.resolve([...this.#revocations.values()]);
-  }
-  /** Row counts. */
-  counts(): Promise<StoreCounts> {
-    return Promise.resolve({
-      certificates: this.#certs.size,
-      entries: this.#entries.length,
-      treeHeads: this.#heads.length,
-      revocations: this.#revocations.size,
-    });
-  }
-  /** Releases the store; idempotent. */
-  close(): void {}
-}
+import { StoqError } from "../../errors.ts";
+import type {
+  CaIdentityRecord,
+  CaStore,
+  CertificateRecord,
+  RevocationRecord,
+  StoreCounts,
+} from "./store.ts";
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS identity (id INTEGER PRIMARY KEY CHECK (id = 1), record TEXT NOT NULL);
@@ -240,7 +57,7 @@ function _revocation(row: Row): RevocationRecord {
  *
  * @example Opening a CA database
  * ```ts
- * import { SqliteCaStore } from "./store.ts";
+ * import { SqliteCaStore } from "./sqlite.ts";
  * const dir = await Deno.makeTempDir();
  * const store = new SqliteCaStore(`${dir}/ca.db`);
  * console.log((await store.counts()).certificates); // 0
@@ -344,17 +161,19 @@ export class SqliteCaStore implements CaStore {
     return Promise.resolve();
   }
 
-  /** All log entries, in index order. */
-  entries(): Promise<Uint8Array[]> {
+  /** Log entries in index order: all, or those in `[start, end)`. */
+  entries(start = 0, end = Number.MAX_SAFE_INTEGER): Promise<Uint8Array[]> {
     const rows = this.#all(
-      "SELECT leaf_index, entry FROM log_entries ORDER BY leaf_index",
+      "SELECT leaf_index, entry FROM log_entries WHERE leaf_index >= ? AND leaf_index < ? ORDER BY leaf_index",
+      start,
+      end,
     );
     return Promise.resolve(rows.map((r, i) => {
       // A gap in the indices is history rewritten under us.
-      if (Number(r.leaf_index) !== i) {
+      if (Number(r.leaf_index) !== start + i) {
         throw new StoqError(
           "LOG_TAMPERED",
-          `Log entry ${i} is missing from ${this.path}`,
+          `Log entry ${start + i} is missing from ${this.path}`,
         );
       }
       return new Uint8Array(r.entry as Uint8Array);

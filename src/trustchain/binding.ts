@@ -1,18 +1,20 @@
 /**
- * TrustChain on STOQ: endpoints that serve a provisioned, self-renewing identity and peers that
- * validate each other against a {@linkcode Federation}.
+ * The transport binding of TrustChain: endpoints that serve a provisioned, self-renewing identity
+ * and peers that validate each other against a {@linkcode Federation}.
  *
- * This is the one TrustChain module that wires the transport in (through its public API,
- * `src/transport/mod.ts`); the rest of TrustChain stays free of I/O.
+ * With the CA service (`service/server.ts`, `service/client.ts`), this is where TrustChain wires
+ * the transport in (through its public API, `src/transport/mod.ts`); `core/` stays free of I/O.
  *
  * How validation works: the transport defers certificate validation to JS (msquic's portable
  * certificates, `verifyPeer`), and {@linkcode federationVerifier} runs
  * {@linkcode Federation.verifyPeer} on the leaf: issued by a current member's root, within its
- * validity, Falcon co-signature valid, and present in the member's transparency log. The proof
- * cannot travel inside the certificate (it exists only after signing) and TLS has no slot for it,
+ * validity, Falcon co-signature valid, embedded SCT valid, and present in the member's
+ * transparency log. The inclusion proof cannot travel inside the certificate (it exists only after
+ * signing) and TLS has no slot for it,
  * so the verifier looks it up by (member, serial) through the federation's
  * {@linkcode PeerEvidenceSource}: local CAs (`evidenceSource(ca)`) or the members' CA services over
- * STOQ (`evidenceFromServices(client)` in `service.ts`), which also answer revocation status.
+ * STOQ (`evidenceFromServices(client)` in `service/evidence.ts`), which also answer revocation
+ * status. The SCT needs no lookup: it is embedded in the certificate and checked offline.
  *
  * With TLS 1.3 a client finishes its handshake before the server has checked the client
  * certificate, so a client the server refuses may see `connect()` resolve and then `closed`
@@ -36,9 +38,9 @@ import type {
 } from "../transport/mod.ts";
 import { StoqError } from "../errors.ts";
 import type { ProvisionedIdentity } from "./ca.ts";
-import type { Federation, VerifiedPeer } from "./federation.ts";
+import type { Federation, VerifiedPeer } from "./core/federation.ts";
 import { CertificateRotator, type RotationClock } from "./rotation.ts";
-import { buf } from "./_bytes.ts";
+import { buf, equalBytes } from "./core/_bytes.ts";
 
 // Which peer each verified certificate belongs to; keyed by the object the transport handed to
 // the verifier, which the connection keeps as `peerCertificate`.
@@ -53,7 +55,7 @@ const _verified = new WeakMap<PeerCertificate, VerifiedPeer>();
  *
  * @example A peer without a certificate
  * ```ts
- * import { peerChain } from "./stoq.ts";
+ * import { peerChain } from "./binding.ts";
  * console.log(peerChain({ leaf: new Uint8Array(0), chain: new Uint8Array(0) }).length); // 0
  * ```
  */
@@ -73,16 +75,10 @@ export function peerChain(peer: PeerCertificate): Uint8Array[] {
     }
     for (const c of certs) {
       const der = new Uint8Array(c.rawData);
-      if (!_sameBytes(der, peer.leaf)) out.push(der);
+      if (!equalBytes(der, peer.leaf)) out.push(der);
     }
   }
   return out;
-}
-
-function _sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 /** Options for {@linkcode federationVerifier}. */
@@ -119,7 +115,7 @@ export interface FederationVerifierOptions {
  * @example Refusing a peer without a certificate
  * ```ts
  * import { CertificateAuthority, evidenceSource, Federation, MemoryCaStore } from "./mod.ts";
- * import { federationVerifier } from "./stoq.ts";
+ * import { federationVerifier } from "./binding.ts";
  * const ca = await CertificateAuthority.open({ name: "a", store: new MemoryCaStore() });
  * const bundle = { version: 1, members: [ca.member] };
  * const fed = await Federation.create({ bundle, signatures: [await ca.endorse(bundle)] }, { source: evidenceSource(ca) });
@@ -230,7 +226,7 @@ function _isIpLiteral(host: string): boolean {
  * ```ts
  * import { CertificateAuthority, evidenceSource, Federation, MemoryCaStore } from "./mod.ts";
  * import { StoqEndpoint } from "../transport/mod.ts";
- * import { connectWithFederation, listenWithIdentity, peerIdentity } from "./stoq.ts";
+ * import { connectWithFederation, listenWithIdentity, peerIdentity } from "./binding.ts";
  * const ca = await CertificateAuthority.open({ name: "a", store: new MemoryCaStore() });
  * const bundle = { version: 1, members: [ca.member] };
  * const federation = await Federation.create(
@@ -420,7 +416,7 @@ export class IdentityListener
  * ```ts
  * import { CertificateAuthority, MemoryCaStore } from "./mod.ts";
  * import { StoqEndpoint } from "../transport/mod.ts";
- * import { listenWithIdentity } from "./stoq.ts";
+ * import { listenWithIdentity } from "./binding.ts";
  * const ca = await CertificateAuthority.open({ name: "demo", store: new MemoryCaStore() });
  * await using endpoint = new StoqEndpoint({ hostname: "::1" });
  * using server = await listenWithIdentity(endpoint, {

@@ -8,31 +8,45 @@
  * - An update must carry `version = current + 1` and valid signatures from a strict majority of the
  *   *current* members (by their root keys). A bad signature anywhere refuses the update.
  * - A peer certificate is accepted when a current member's root signed it, it is within its
- *   validity, its Falcon co-signature (when present) verifies, and it carries a transparency proof
- *   that verifies against a tree head signed by that member's log. A removed member's
- *   certificates therefore stop validating.
+ *   validity, its Falcon co-signature (when present) verifies, it embeds an SCT from that
+ *   member's log that verifies offline (RFC 6962: the log's ECDSA signature over the
+ *   precertificate entry rebuilt from the certificate), and an inclusion proof of that entry
+ *   verifies against a tree head signed by the member's log. A removed member's certificates
+ *   therefore stop validating.
  *
- * How the proof travels: the proof comes into being after the certificate is signed, so it cannot
- * sit inside it. {@linkcode Federation.verifyPeer} takes it alongside the chain (`proof`, e.g. sent
- * by the peer on a stream as JSON) or looks it up by member and serial through a
- * {@linkcode PeerEvidenceSource} (e.g. the member's CA or a log mirror). The same source may also
- * supply a signed status answer for revocation.
+ * How the proof travels: the SCT is inside the certificate, but the inclusion proof comes into
+ * being after the certificate is signed. {@linkcode Federation.verifyPeer} takes it alongside the
+ * chain (`proof`, e.g. sent by the peer on a stream as JSON) or looks it up by member and serial
+ * through a {@linkcode PeerEvidenceSource} (e.g. the member's CA or a log mirror). The same source
+ * may also supply a signed status answer for revocation.
  *
  * @module
  */
 
 import "npm:reflect-metadata@0.2.2";
 import * as x509 from "npm:@peculiar/x509@2.2.0";
-import { StoqError } from "../errors.ts";
-import {
-  type TransparencyProof,
-  verifySct,
-  verifyTransparencyProof,
-} from "./ct_log.ts";
-import { type NoteVerifier, parseVkey } from "./checkpoint.ts";
+import { StoqError } from "../../errors.ts";
+import { type TransparencyProof, verifyTransparencyProof } from "./ct_log.ts";
+import { _vkeyParts, type NoteVerifier, parseVkey } from "./checkpoint.ts";
 import { _verifyParsedFalcon } from "./falcon.ts";
+import {
+  embeddedScts,
+  importLogKey,
+  logIdOf,
+  merkleTreeLeaf,
+  precertEntryOf,
+  type Sct,
+  timestampedEntry,
+  verifySctSignature,
+} from "./rfc6962.ts";
 import { canonicalSerial, type SignedStatus, verifyStatus } from "./status.ts";
-import { buf, equalBytes, fromBase64, utf8ToBytes } from "./_bytes.ts";
+import {
+  buf,
+  equalBytes,
+  fromBase64,
+  toBase64,
+  utf8ToBytes,
+} from "./_bytes.ts";
 
 /** One CA in a federation. */
 export interface FederationMember {
@@ -42,9 +56,9 @@ export interface FederationMember {
   root: string;
   /** The member's log origin. */
   origin: string;
-  /** C2SP vkey of the log's Ed25519 key. */
+  /** C2SP vkey of the log's RFC 6962 key (type 0x05: ECDSA P-256 SubjectPublicKeyInfo). */
   logKey: string;
-  /** C2SP vkey of the member's Falcon-512 key (type 0xff), when it co-signs. */
+  /** C2SP vkey of the member's Falcon-512 key (type 0xff with its identifier), when it co-signs. */
   falconKey?: string;
 }
 
@@ -153,8 +167,11 @@ interface _Member {
   info: FederationMember;
   root: x509.X509Certificate;
   rootKey: CryptoKey;
+  /** The root's SubjectPublicKeyInfo DER (its hash is the issuer key hash of log entries). */
+  rootSpki: Uint8Array;
   log: NoteVerifier;
-  logPublicKey: Uint8Array;
+  logId: string;
+  logKey: CryptoKey;
   falcon?: Uint8Array;
 }
 
@@ -164,10 +181,6 @@ function _invalid(message: string, cause?: unknown): StoqError {
     message,
     cause === undefined ? {} : { cause },
   );
-}
-
-function _vkeyPublicKey(vkey: string): Uint8Array {
-  return fromBase64(vkey.split("+").slice(2).join("+")).subarray(1);
 }
 
 async function _parseMembers(
@@ -195,19 +208,28 @@ async function _parseMembers(
         ["verify"],
       );
       const log = parseVkey(info.logKey);
+      const logParts = _vkeyParts(info.logKey);
       if (log.name !== info.origin) {
         throw new Error("log key name differs from origin");
       }
-      const falcon = info.falconKey ? parseVkey(info.falconKey) : undefined;
+      if (logParts.type !== 0x05) {
+        throw new Error("log key is not an RFC 6962 (0x05) key");
+      }
+      const falcon = info.falconKey
+        ? (parseVkey(info.falconKey), _vkeyParts(info.falconKey))
+        : undefined;
+      if (falcon && falcon.type !== 0xff) {
+        throw new Error("Falcon key is not a 0xff key");
+      }
       out.set(info.name, {
         info,
         root,
         rootKey,
+        rootSpki: new Uint8Array(root.publicKey.rawData),
         log,
-        logPublicKey: _vkeyPublicKey(info.logKey),
-        falcon: falcon && info.falconKey
-          ? _vkeyPublicKey(info.falconKey)
-          : undefined,
+        logId: toBase64(logIdOf(logParts.publicKey)),
+        logKey: await importLogKey(logParts.publicKey),
+        falcon: falcon?.publicKey,
       });
     } catch (cause) {
       throw _invalid(
@@ -247,12 +269,74 @@ async function _signers(
   return ok;
 }
 
+/** The certificate's SCT from the member's log, verified offline; throws `PROOF_INVALID`. */
+async function _verifyEmbeddedSct(
+  leafDer: Uint8Array,
+  member: _Member,
+): Promise<Sct> {
+  let scts: Sct[];
+  try {
+    scts = embeddedScts(leafDer);
+  } catch (cause) {
+    throw new StoqError(
+      "PROOF_INVALID",
+      "Peer certificate's SCT list is malformed",
+      { cause },
+    );
+  }
+  const sct = scts.find((s) => s.logId === member.logId);
+  if (!sct) {
+    throw new StoqError(
+      "PROOF_INVALID",
+      `Peer certificate embeds no SCT from ${member.info.name}'s log`,
+    );
+  }
+  let valid = false;
+  try {
+    valid = await verifySctSignature(
+      sct,
+      precertEntryOf(leafDer, member.rootSpki, sct),
+      member.logKey,
+    );
+  } catch {
+    valid = false;
+  }
+  if (!valid) {
+    throw new StoqError(
+      "PROOF_INVALID",
+      "Peer certificate's SCT does not verify",
+    );
+  }
+  return sct;
+}
+
+/**
+ * Endorses a trust bundle: the member's root key signs {@linkcode trustBundleMessage}.
+ *
+ * @param member The endorsing member's name.
+ * @param rootKey Its root's ECDSA P-256 private key.
+ * @param bundle The bundle.
+ * @returns The endorsement.
+ */
+export async function endorseBundle(
+  member: string,
+  rootKey: CryptoKey,
+  bundle: TrustBundle,
+): Promise<BundleSignature> {
+  const sig = await crypto.subtle.sign(
+    { name: "ECDSA", hash: "SHA-256" },
+    rootKey,
+    buf(trustBundleMessage(bundle)),
+  );
+  return { member, signature: toBase64(new Uint8Array(sig)) };
+}
+
 /**
  * A federation of CAs and the validator for peer certificates.
  *
  * @example Two CAs trusting each other
  * ```ts
- * import { CertificateAuthority, Federation, MemoryCaStore } from "./mod.ts";
+ * import { CertificateAuthority, Federation, MemoryCaStore } from "../mod.ts";
  * const a = await CertificateAuthority.open({ name: "a", store: new MemoryCaStore() });
  * const b = await CertificateAuthority.open({ name: "b", store: new MemoryCaStore() });
  * const bundle = { version: 1, members: [a.member, b.member] };
@@ -316,7 +400,7 @@ export class Federation {
    *
    * @example Removing a member
    * ```ts
-   * import { CertificateAuthority, Federation, MemoryCaStore } from "./mod.ts";
+   * import { CertificateAuthority, Federation, MemoryCaStore } from "../mod.ts";
    * const cas = await Promise.all(["a", "b", "c"].map((name) => CertificateAuthority.open({ name, store: new MemoryCaStore() })));
    * const v1 = { version: 1, members: cas.map((c) => c.member) };
    * const fed = await Federation.create({ bundle: v1, signatures: await Promise.all(cas.map((c) => c.endorse(v1))) });
@@ -429,6 +513,7 @@ export class Federation {
       );
     }
     const serial = canonicalSerial(leaf.serialNumber);
+    const sct = await _verifyEmbeddedSct(leafDer, member);
     const proof = opts.proof ??
       await this.#source?.proof(member.info.name, serial);
     if (!proof) {
@@ -437,21 +522,20 @@ export class Federation {
         "Peer certificate has no transparency proof: send one or configure a source",
       );
     }
+    if (proof.leafIndex !== sct.leafIndex) {
+      throw new StoqError(
+        "PROOF_INVALID",
+        `The inclusion proof is for entry ${proof.leafIndex}, the SCT for ${sct.leafIndex}`,
+      );
+    }
     await verifyTransparencyProof(
-      leafDer,
+      merkleTreeLeaf(
+        timestampedEntry(precertEntryOf(leafDer, member.rootSpki, sct)),
+      ),
       proof,
       [member.log],
       member.info.origin,
     );
-    if (
-      proof.sct?.leafIndex !== proof.leafIndex ||
-      !(await verifySct(proof.sct, leafDer, member.logPublicKey))
-    ) {
-      throw new StoqError(
-        "PROOF_INVALID",
-        "Peer certificate's SCT does not verify",
-      );
-    }
     const status = opts.status ??
       await this.#source?.status?.(member.info.name, serial);
     if (status) {

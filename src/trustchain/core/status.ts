@@ -1,12 +1,21 @@
 /**
- * Signed certificate status answers (an OCSP-like response signed by the issuing CA's root key).
+ * Revocation: signed certificate status answers (an OCSP-like response signed by the issuing CA's
+ * root key) and X.509 revocation lists.
  *
  * @module
  */
 
 import "npm:reflect-metadata@0.2.2";
 import * as x509 from "npm:@peculiar/x509@2.2.0";
-import { buf, framed, fromBase64, u64, utf8ToBytes } from "./_bytes.ts";
+import { pem } from "./keys.ts";
+import {
+  buf,
+  framed,
+  fromBase64,
+  toBase64,
+  u64,
+  utf8ToBytes,
+} from "./_bytes.ts";
 
 /** RFC 5280 revocation reasons STOQ accepts. */
 export type RevocationReason =
@@ -17,6 +26,23 @@ export type RevocationReason =
   | "superseded"
   | "cessationOfOperation"
   | "privilegeWithdrawn";
+
+const REASONS: Record<RevocationReason, x509.X509CrlReason> = {
+  unspecified: x509.X509CrlReason.unspecified,
+  keyCompromise: x509.X509CrlReason.keyCompromise,
+  cACompromise: x509.X509CrlReason.cACompromise,
+  affiliationChanged: x509.X509CrlReason.affiliationChanged,
+  superseded: x509.X509CrlReason.superseded,
+  cessationOfOperation: x509.X509CrlReason.cessationOfOperation,
+  privilegeWithdrawn: x509.X509CrlReason.privilegeWithdrawn,
+};
+
+/** Whether `reason` names an RFC 5280 reason STOQ accepts. */
+export function isRevocationReason(
+  reason: unknown,
+): reason is RevocationReason {
+  return typeof reason === "string" && Object.hasOwn(REASONS, reason);
+}
 
 /**
  * A serial number in canonical form: lowercase hex without leading zeros, so lookups agree however
@@ -86,7 +112,7 @@ export function statusMessage(s: Omit<SignedStatus, "signature">): Uint8Array {
  *
  * @example Checking a status from a CA
  * ```ts
- * import { CertificateAuthority, MemoryCaStore } from "./mod.ts";
+ * import { CertificateAuthority, MemoryCaStore } from "../mod.ts";
  * import { verifyStatus } from "./status.ts";
  * const ca = await CertificateAuthority.open({ name: "demo", store: new MemoryCaStore() });
  * const id = await ca.provision("app");
@@ -112,4 +138,65 @@ export async function verifyStatus(
   } catch {
     return false;
   }
+}
+
+/**
+ * Signs a status answer with the CA's root key.
+ *
+ * @param unsigned The answer without its signature.
+ * @param rootKey The root's ECDSA P-256 private key.
+ * @returns The signed answer.
+ */
+export async function signStatus(
+  unsigned: Omit<SignedStatus, "signature">,
+  rootKey: CryptoKey,
+): Promise<SignedStatus> {
+  const sig = await crypto.subtle.sign(
+    { name: "ECDSA", hash: "SHA-256" },
+    rootKey,
+    buf(statusMessage(unsigned)),
+  );
+  return { ...unsigned, signature: toBase64(new Uint8Array(sig)) };
+}
+
+/** One revoked certificate in a revocation list. */
+export interface RevokedEntry {
+  /** Serial number (hex). */
+  serial: string;
+  /** RFC 5280 reason name. */
+  reason: string;
+  /** Milliseconds since the epoch. */
+  revokedAt: number;
+}
+
+/**
+ * An X.509 CRL signed by the CA's root key, valid for one hour from `now`.
+ *
+ * @param issuer The root certificate.
+ * @param signingKey The root's ECDSA P-256 private key.
+ * @param now The time of issue.
+ * @param entries The revocations.
+ * @returns The CRL as PEM (label `X509 CRL`, as OpenSSL and RFC 7468 have it).
+ */
+export async function buildRevocationList(
+  issuer: x509.X509Certificate,
+  signingKey: CryptoKey,
+  now: Date,
+  entries: readonly RevokedEntry[],
+): Promise<string> {
+  const crl = await x509.X509CrlGenerator.create({
+    issuer: issuer.subjectName,
+    thisUpdate: now,
+    nextUpdate: new Date(now.getTime() + 3_600_000),
+    entries: entries.map((r) => ({
+      serialNumber: r.serial.length % 2 ? `0${r.serial}` : r.serial,
+      revocationDate: new Date(r.revokedAt),
+      reason: isRevocationReason(r.reason)
+        ? REASONS[r.reason]
+        : x509.X509CrlReason.unspecified,
+    })),
+    signingKey,
+    signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
+  });
+  return pem(new Uint8Array(crl.rawData), "X509 CRL");
 }

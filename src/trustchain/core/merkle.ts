@@ -9,7 +9,7 @@ import { sha256 } from "npm:@noble/hashes@2.4.0/sha2.js";
 /**
  * RFC 9162 §2.1.1 leaf hash: `SHA-256(0x00 || entry)`.
  *
- * @param entry The log entry (for STOQ, a leaf certificate's DER).
+ * @param entry The log entry (for TrustChain's CT log, an RFC 6962 `MerkleTreeLeaf`).
  * @returns The 32-byte leaf hash.
  *
  * @example Hashing an entry
@@ -120,6 +120,21 @@ export class MerkleTree {
   leaf(index: number): Uint8Array {
     _checkSize("index", index, this.size - 1);
     return this.#levels[0][index];
+  }
+
+  /**
+   * The hash of a complete subtree: `MTH(D[index * 2^level : (index + 1) * 2^level])`. Tiles
+   * (C2SP tlog-tiles) are made of these.
+   *
+   * @param level The subtree height (0 for a leaf hash).
+   * @param index Which subtree of that height, counted from the left.
+   * @returns The 32-byte hash.
+   * @throws {RangeError} When the subtree is not complete in the current tree.
+   */
+  subtreeHash(level: number, index: number): Uint8Array {
+    _checkSize("level", level, this.#levels.length - 1);
+    _checkSize("index", index, this.#levels[level].length - 1);
+    return this.#levels[level][index];
   }
 
   /**
