@@ -42,6 +42,25 @@ edit "$src/src/platform/tls_quictls.c" \
   'if ((SecurityConfig->Flags & QUIC_CREDENTIAL_FLAG_USE_TLS_BUILTIN_CERTIFICATE_VALIDATION) &&
         !(SecurityConfig->Flags & QUIC_CREDENTIAL_FLAG_NO_CERTIFICATE_VALIDATION)) {'
 
+# Edit 2 — per-packet cost of disabled tracing. The crate builds msquic with logging stubbed out
+# (QUIC_LOGS_STUB), and in that mode quic_trace.h reports every trace event as *enabled*: the
+# one caller that asks, QuicConnLogOutFlowStats, then walks the connection's stream table on
+# every blocked-state change and flow-control update to compute figures nobody reads
+# (CxPlatHashtableEnumerateNext was ~12 % of a sending worker). With the stub logger no event is
+# ever recorded, so report them as disabled, as msquic's maintainers proposed for this logger.
+# Only the stdout logger (QUIC_EVENTS_STDOUT, a debugging build) keeps them enabled.
+edit "$src/src/inc/quic_trace.h" \
+  '#if defined(QUIC_EVENTS_STDOUT) || defined(QUIC_LOGS_STUB)
+#define QuicTraceEventEnabled(Name) TRUE
+' \
+  '#if defined(QUIC_EVENTS_STDOUT) || defined(QUIC_LOGS_STUB)
+#if defined(QUIC_EVENTS_STDOUT)
+#define QuicTraceEventEnabled(Name) TRUE
+#else
+#define QuicTraceEventEnabled(Name) FALSE
+#endif
+'
+
 cmake -S "$src" -B "$build/msquic-cmake" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DQUIC_TLS_LIB=quictls -DQUIC_ENABLE_LOGGING=off -DQUIC_BUILD_SHARED=on \
   -DQUIC_OUTPUT_DIR="$build/msquic-cmake/out" >/dev/null
