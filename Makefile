@@ -132,16 +132,16 @@ bench-compare: native $(BUILD)/c_baseline $(BUILD)/dev-certs/cert.pem
 $(BUILD)/dev-certs/cert.pem: | $(DENO)
 	$(DENO) eval 'import { loadDevCertificates } from "./src/node/serve.ts"; await loadDevCertificates("$(BUILD)/dev-certs")'
 
-# The C baseline over msquic: its server in the background, its client timed (2 GiB upload).
+# The C baseline over msquic: its server in the background, its client timed (2 GiB upload, hashed).
 $(BUILD)/c_baseline: bench/c_baseline.c $(LIBDIR)/libmsquic.so.2 $(BUILD)/msquic-include
 	$(CC) -O2 -std=c11 -Wall -Wextra -Werror -I$(BUILD)/msquic-include -o $@ bench/c_baseline.c \
-	  -L$(LIBDIR) -l:libmsquic.so.2 -lpthread -Wl,-rpath,'$$ORIGIN/lib'
+	  -L$(LIBDIR) -l:libmsquic.so.2 -lcrypto -lpthread -Wl,-rpath,'$$ORIGIN/lib'
 
 bench-baseline: native $(BUILD)/c_baseline $(BUILD)/dev-certs/cert.pem
 	@rm -f $(BUILD)/c_baseline.out; \
 	  $(BUILD)/c_baseline server $(BUILD)/dev-certs/cert.pem $(BUILD)/dev-certs/key.pem 9555 > $(BUILD)/c_baseline.out & \
 	  server=$$!; until grep -q listening $(BUILD)/c_baseline.out 2>/dev/null; do sleep 0.1; done; \
-	  $(BUILD)/c_baseline client 9555 2048; kill $$server
+	  $(BUILD)/c_baseline client 9555 up 2048 65536; kill $$server
 
 # Handshakes: STOQ cold and resumed, Deno's QUIC and a C client over msquic (bench/c_handshake.c).
 $(BUILD)/c_handshake: bench/c_handshake.c $(LIBDIR)/libmsquic.so.2 $(BUILD)/msquic-include

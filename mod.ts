@@ -57,12 +57,17 @@ export {
   type StoqConnectOptions,
   StoqEndpoint,
   type StoqEndpointOptions,
+  type StoqFileOptions,
+  type StoqFileResult,
+  type StoqInPlaceReader,
   type StoqListener,
   type StoqListenOptions,
+  type StoqReceiveLoan,
   type StoqReceiveStream,
   type StoqSendStream,
   type StoqStreamOptions,
   type StoqTransportOptions,
+  type StoqWriteBuffer,
 } from "./src/transport/mod.ts";
 export {
   type DevCertificates,

@@ -13,6 +13,7 @@ export {
   Ev,
   Op,
   OpenFlags,
+  Pool,
   RECORD_SIZE,
   Records,
   Reject,

@@ -628,6 +628,9 @@ export class StoqEndpoint implements AsyncDisposable {
       sendsFreed: c[8],
       wakeups: c[9],
       events: c[10],
+      poolSlabs: c[11],
+      fileTransfers: c[12],
+      datagramsQueued: c[13],
     };
   }
 }

@@ -22,8 +22,13 @@ export {
 } from "./connection.ts";
 export type {
   StoqBidirectionalStream,
+  StoqFileOptions,
+  StoqFileResult,
+  StoqInPlaceReader,
+  StoqReceiveLoan,
   StoqReceiveStream,
   StoqSendStream,
+  StoqWriteBuffer,
 } from "./stream.ts";
 export type { CongestionControl, StoqTransportOptions } from "./options.ts";
 export type { ExecutionProfile } from "./runtime.ts";
