@@ -65,6 +65,7 @@ export {
   type StoqReceiveLoan,
   type StoqReceiveStream,
   type StoqSendStream,
+  type StoqSendStreamStats,
   type StoqStreamOptions,
   type StoqTransportOptions,
   type StoqWriteBuffer,

@@ -156,6 +156,11 @@ export const symbols = {
   stoq_stream_wake_below: { parameters: ["pointer", "u64"], result: "void" },
   /** uint64_t stoq_stream_quic_id(stoq_stream*): the QUIC stream ID, UINT64_MAX before start */
   stoq_stream_quic_id: { parameters: ["pointer"], result: "u64" },
+  /** int32_t stoq_stream_stats(stoq_stream*, uint64_t* out (JS-owned), uint32_t n) */
+  stoq_stream_stats: {
+    parameters: ["pointer", "buffer", "u32"],
+    result: "i32",
+  },
   /** void stoq_stream_close(stoq_stream*); frees the context, after SHUTDOWN_COMPLETE. */
   stoq_stream_close: { parameters: ["pointer"], result: "void" },
 

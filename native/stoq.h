@@ -242,6 +242,10 @@ uint64_t stoq_stream_id(stoq_stream* s);
 /* Wake JS on a SEND_COMPLETE only once fewer than `bytes` remain outstanding (0: never). */
 void stoq_stream_wake_below(stoq_stream* s, uint64_t bytes);
 uint64_t stoq_stream_quic_id(stoq_stream* s); /* UINT64_MAX until the stream has started */
+/* Microseconds this stream's sending was blocked, by cause (msquic's QUIC_STREAM_STATISTICS, in
+ * its order: scheduling, pacing, amplification, congestion, connection flow control, stream
+ * IDs, stream flow control, the application). Returns 0 or a msquic status. */
+int32_t stoq_stream_stats(stoq_stream* s, uint64_t* out, uint32_t n);
 void stoq_stream_close(stoq_stream* s);
 
 /* Opens `path` for a file transfer: for reading (`write` 0; `size` gets its length) or for

@@ -176,6 +176,19 @@ uint64_t stoq_stream_quic_id(stoq_stream* s) {
   return id;
 }
 
+int32_t stoq_stream_stats(stoq_stream* s, uint64_t* out, uint32_t n) {
+  QUIC_STREAM_STATISTICS st;
+  uint32_t len = sizeof st;
+  QUIC_STATUS status = s->rt->api->GetParam(s->h, QUIC_PARAM_STREAM_STATISTICS, &len, &st);
+  if (QUIC_FAILED(status)) return status;
+  uint64_t v[8] = {st.ConnBlockedBySchedulingUs, st.ConnBlockedByPacingUs,
+                   st.ConnBlockedByAmplificationProtUs, st.ConnBlockedByCongestionControlUs,
+                   st.ConnBlockedByFlowControlUs, st.StreamBlockedByIdFlowControlUs,
+                   st.StreamBlockedByFlowControlUs, st.StreamBlockedByAppUs};
+  for (uint32_t i = 0; i < n && i < 8; i++) out[i] = v[i];
+  return 0;
+}
+
 void stoq_stream_close(stoq_stream* s) {
   if (!s) return;
   file_detach(s);

@@ -226,8 +226,6 @@ export class StoqConnection implements AsyncDisposable {
   #uniBacklog: StreamCore[] = [];
   #bidiWanted = false;
   #uniWanted = false;
-  // Datagrams taken from the shim when the connection ended (readable after close).
-  #datagrams: Uint8Array<ArrayBuffer>[] = [];
   #datagramWaiters: PromiseWithResolvers<Uint8Array<ArrayBuffer>>[] = [];
   #datagramSendEnabled = false;
   #maxDatagramSize = 0;
@@ -563,10 +561,11 @@ export class StoqConnection implements AsyncDisposable {
   /**
    * Receives the next datagram. Unread datagrams wait in a queue of `datagramReceiveQueue`
    * (see the transport options); when it is full the oldest is dropped and counted in
-   * `stats().datagramsDropped`. Rejects when the connection ends and none is left.
+   * `stats().datagramsDropped`. Rejects when the connection ends (datagrams still unread then
+   * are dropped with it).
    */
   readDatagram(): Promise<Uint8Array<ArrayBuffer>> {
-    const next = this.#datagrams.shift() ?? this.#takeDatagram();
+    const next = this.#takeDatagram();
     if (next) return Promise.resolve(next);
     if (!this.#native || this.#error || this.#closeInfo) {
       return Promise.reject(this.failure());
@@ -901,10 +900,6 @@ export class StoqConnection implements AsyncDisposable {
     this.#uniBacklog = [];
     for (const w of this.#datagramWaiters) w.reject(err);
     this.#datagramWaiters = [];
-    // Datagrams still queued stay readable after the close (the shim's copies go with it).
-    for (let d; (d = this.#takeDatagram()) !== undefined;) {
-      this.#datagrams.push(d);
-    }
     const closeStream = (c: ReadableStreamDefaultController<unknown>) => {
       try {
         if (this.#error && this.#error.code !== "CONNECTION_CLOSED") {

@@ -808,7 +808,9 @@ export class StoqListener implements AsyncIterable<StoqConnection> {
 
   /**
    * Yields connections as they complete their handshake, until the listener stops. The
-   * iterator keeps no reference to a connection it has yielded.
+   * iterator keeps no reference to a connection it has yielded. (A `for await` loop's own frame
+   * holds its last value until the next connection arrives; a closed connection holds nothing
+   * it buffered by then, only a small object.)
    */
   [Symbol.asyncIterator](): AsyncIterator<StoqConnection> {
     const done = { value: undefined, done: true } as const;

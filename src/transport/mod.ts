@@ -28,6 +28,7 @@ export type {
   StoqReceiveLoan,
   StoqReceiveStream,
   StoqSendStream,
+  StoqSendStreamStats,
   StoqWriteBuffer,
 } from "./stream.ts";
 export type { CongestionControl, StoqTransportOptions } from "./options.ts";

@@ -42,7 +42,7 @@ const YIELD_MS = 2;
 // back-to-back indications cost no sleep and wake-up. Each check yields to the microtasks the
 // last batch queued (readers, writers), never to timers, so the spin stays bounded.
 const ACTIVE_MS = 1;
-const DEFAULT_SPIN_US = 50;
+const DEFAULT_SPIN_US = Number(Deno.env.get("STOQ_SPIN_US") ?? 50);
 
 type Completion = (status: number) => void;
 
@@ -436,10 +436,7 @@ export class Runtime {
           continue;
         }
       } else {
-        for (let i = 0; i < n; i++) {
-          const sink = this.#sinks.get(events.field(i, 0));
-          if (sink) sink(events, i);
-        }
+        this.#dispatch(n);
         this.flush();
       }
       lastBatch = performance.now();
@@ -454,6 +451,19 @@ export class Runtime {
     }
     this.#pump = undefined;
     this.#resolveIdle();
+  }
+
+  /**
+   * Hands a batch to its sinks. A separate (synchronous) frame, so that no sink stays referenced
+   * from the pump's suspended frame: that would keep the last connection or stream alive until
+   * the next record arrives.
+   */
+  #dispatch(n: number): void {
+    const events = this.#events;
+    for (let i = 0; i < n; i++) {
+      const sink = this.#sinks.get(events.field(i, 0));
+      if (sink) sink(events, i);
+    }
   }
 
   /** Checks the queue for up to the spin budget; true when records arrived. */

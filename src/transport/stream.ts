@@ -207,6 +207,41 @@ export interface StoqWriteBuffer extends Disposable {
 }
 
 /**
+ * Where a stream's sending waited, in milliseconds since it opened (msquic's own accounting):
+ * what limited a transfer.
+ *
+ * @example Finding the bottleneck
+ * ```ts
+ * import type { StoqSendStreamStats } from "../../mod.ts";
+ * const worst = (s: StoqSendStreamStats) =>
+ *   Object.entries(s).sort(([, a], [, b]) => b - a)[0][0];
+ * console.log(worst({
+ *   blockedBySchedulingMs: 0, blockedByPacingMs: 3, blockedByAmplificationMs: 0,
+ *   blockedByCongestionControlMs: 10, blockedByConnectionFlowControlMs: 0,
+ *   blockedByStreamIdsMs: 0, blockedByStreamFlowControlMs: 1, blockedByApplicationMs: 40,
+ * })); // blockedByApplicationMs
+ * ```
+ */
+export interface StoqSendStreamStats {
+  /** The connection was busy sending other streams. */
+  blockedBySchedulingMs: number;
+  /** Pacing spread the sends over the round trip. */
+  blockedByPacingMs: number;
+  /** Anti-amplification (a server before the client's address is validated). */
+  blockedByAmplificationMs: number;
+  /** The congestion window was full. */
+  blockedByCongestionControlMs: number;
+  /** The peer's connection-wide flow-control window was full. */
+  blockedByConnectionFlowControlMs: number;
+  /** The stream waited for the peer's stream credit. */
+  blockedByStreamIdsMs: number;
+  /** The peer's window for this stream was full (its reader fell behind). */
+  blockedByStreamFlowControlMs: number;
+  /** Nothing to send: the application had written everything (or the write path lagged). */
+  blockedByApplicationMs: number;
+}
+
+/**
  * The sending half of a stream. Abort with a number to send RESET_STREAM with that code.
  *
  * @example Writing and finishing
@@ -228,6 +263,11 @@ export interface StoqSendStream extends WritableStream<Uint8Array> {
    * with no copy at all. Waits while every pool buffer is in flight.
    */
   getWriteBuffer(): Promise<StoqWriteBuffer>;
+  /**
+   * Where this stream's sending has waited so far, by cause (the final figures once the stream
+   * has closed).
+   */
+  stats(): StoqSendStreamStats;
 }
 
 /**
@@ -374,6 +414,7 @@ export class StreamCore {
   #closeWaiter: PromiseWithResolvers<void> | undefined;
   #sendDone = false;
   #writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  #finalStats: StoqSendStreamStats | undefined;
 
   constructor(
     owner: StreamOwner,
@@ -430,6 +471,7 @@ export class StreamCore {
       Object.defineProperties(writable, {
         id: idGetter,
         getWriteBuffer: { value: () => this.#getWriteBuffer() },
+        stats: { value: () => this.#sendStats() },
         // The writer getWriteBuffer()'s commit() writes through while the writable is locked.
         getWriter: {
           value: () => {
@@ -600,6 +642,7 @@ export class StreamCore {
         this.#sendDone = true;
         if (Events.SendShutdownComplete.graceful(ev, i)) {
           this.#closeWaiter?.resolve();
+          this.#closeWaiter = undefined;
         } else {
           this.#failSend(this.#sendError ?? this.#owner.failure());
         }
@@ -1007,6 +1050,28 @@ export class StreamCore {
 
   // ---- send ----
 
+  #sendStats(): StoqSendStreamStats {
+    if (this.#finalStats) return { ...this.#finalStats };
+    const out = new BigUint64Array(8);
+    const st = this.#rt.lib.stoq_stream_stats(
+      this.ptr,
+      new Uint8Array(out.buffer),
+      8,
+    );
+    if (st !== 0) throw statusError(st, "read stream stats");
+    const ms = (k: number) => Number(out[k]) / 1000;
+    return {
+      blockedBySchedulingMs: ms(0),
+      blockedByPacingMs: ms(1),
+      blockedByAmplificationMs: ms(2),
+      blockedByCongestionControlMs: ms(3),
+      blockedByConnectionFlowControlMs: ms(4),
+      blockedByStreamIdsMs: ms(5),
+      blockedByStreamFlowControlMs: ms(6),
+      blockedByApplicationMs: ms(7),
+    };
+  }
+
   #getWriteBuffer(): Promise<StoqWriteBuffer> {
     if (this.#sendError) return Promise.reject(this.#sendError);
     if (this.#closed || this.#sendDone) {
@@ -1308,6 +1373,12 @@ export class StreamCore {
       this.#closeWaiter
     ) {
       this.#failSend(err);
+    }
+    // The figures stay readable after the handle is gone.
+    if (this.writable) {
+      try {
+        this.#finalStats = this.#sendStats();
+      } catch { /* no figures from msquic */ }
     }
     if (this.#file && !this.#file.finished) {
       this.#fileFailed(
