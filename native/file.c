@@ -507,7 +507,10 @@ int32_t op_recv_file(stoq_rt* rt, stoq_op* op) {
   count_add(rt, STOQ_COUNT_FILE_TRANSFERS, 1);
   /* From here msquic's thread writes new data itself; records already on their way to JS come
    * back as STOQ_OP_STREAM_FILE_WRITE. */
-  atomic_store_explicit(&s->xfer, x, memory_order_release);
+  atomic_store(&s->xfer, x);
+  /* The peer's FIN may have been processed before the transfer existed (every byte was then
+   * already completed by JS): the file is whole as soon as what JS hands over is written. */
+  if (atomic_load(&s->peer_fin)) file_on_peer_fin(s, x);
   return 0;
 }
 

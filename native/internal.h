@@ -124,6 +124,8 @@ struct stoq_stream {
   /* A file transfer on this stream (file.c), set by JS's STREAM_SEND_FILE / STREAM_RECV_FILE;
    * msquic's thread reads it in the callback. */
   _Atomic(struct stoq_xfer*) xfer;
+  /* PEER_SEND_SHUTDOWN came: every byte up to the FIN was completed (by JS or by a file). */
+  _Atomic uint8_t peer_fin;
 };
 
 /* A small send copied by the shim: msquic's descriptor followed by the bytes. */

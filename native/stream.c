@@ -88,8 +88,10 @@ QUIC_STATUS QUIC_API stream_cb(HQUIC h, void* ctx, QUIC_STREAM_EVENT* ev) {
       break;
     }
     case QUIC_STREAM_EVENT_PEER_SEND_SHUTDOWN: {
-      /* Every byte up to the FIN was completed: a file receiving them is whole. */
-      struct stoq_xfer* x = atomic_load_explicit(&s->xfer, memory_order_acquire);
+      /* Every byte up to the FIN was completed: a file receiving them is whole. (A transfer
+       * attached after this store sees the flag: both sides are sequentially consistent.) */
+      atomic_store(&s->peer_fin, 1);
+      struct stoq_xfer* x = atomic_load(&s->xfer);
       if (x) file_on_peer_fin(s, x);
       push(rt, STOQ_EV_STREAM_PEER_SEND_SHUTDOWN, s->id, 0, 0, 0, 0);
       break;

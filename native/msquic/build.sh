@@ -61,6 +61,38 @@ edit "$src/src/inc/quic_trace.h" \
 #endif
 '
 
+# Edit 3 — a packet storm while a reader stalls. When a STREAM_DATA_BLOCKED frame is
+# acknowledged and the stream is still blocked, msquic queues the frame again at once (its
+# comment: "if this design of immediate resending after ACK ever gets too chatty, … add
+# exponential backoff"). The receiver answers each with an unchanged MAX_STREAM_DATA, so a
+# stream whose application stops reading makes both ends exchange tiny packets at line rate:
+# ~70,000 packets/s each way and a busy core on each side over ::1, for as long as the reader
+# waits (STOQ keeps unread data in msquic's buffers, so this is any slow or absent reader). The
+# frame is resent when it is lost (the loss path is unchanged) and the receiver sends
+# MAX_STREAM_DATA as its reader drains, so the blocked sender still learns everything it needs:
+# do not resend it on acknowledgement.
+edit "$src/src/core/loss_detection.c" \
+  '        case QUIC_FRAME_STREAM_DATA_BLOCKED:
+            if (Packet->Frames[i].STREAM_DATA_BLOCKED.Stream->OutFlowBlockedReasons &
+                QUIC_FLOW_BLOCKED_STREAM_FLOW_CONTROL) {
+                //
+                // Stream is still blocked, so queue the blocked frame up again.
+                //
+                // N.B. If this design of immediate resending after ACK ever
+                // gets too chatty, then we can reuse the existing loss
+                // detection timer to add exponential backoff.
+                //
+                QuicSendSetStreamSendFlag(
+                    &Connection->Send,
+                    Packet->Frames[i].STREAM_DATA_BLOCKED.Stream,
+                    QUIC_STREAM_SEND_FLAG_DATA_BLOCKED,
+                    FALSE);
+            }
+            break;' \
+  '        case QUIC_FRAME_STREAM_DATA_BLOCKED:
+            // STOQ build edit 3: acknowledged, so the peer knows; resent only when lost.
+            break;'
+
 cmake -S "$src" -B "$build/msquic-cmake" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DQUIC_TLS_LIB=quictls -DQUIC_ENABLE_LOGGING=off -DQUIC_BUILD_SHARED=on \
   -DQUIC_OUTPUT_DIR="$build/msquic-cmake/out" >/dev/null

@@ -81,7 +81,10 @@ export interface StoqFileResult {
  * Received bytes lent in place: views of msquic's own receive buffers, valid until
  * {@linkcode StoqReceiveLoan.release}. Releasing detaches every view (reading one afterwards
  * sees an empty buffer, never freed memory) and returns the buffers to msquic, which grants
- * the peer flow-control credit for them. Loans may be released in any order.
+ * the peer flow-control credit for them. Loans may be released in any order, but msquic takes
+ * bytes back in stream order: a loan's bytes count against the peer's flow-control window until
+ * every earlier loan is back too, so waiting for more data while holding loans that cover the
+ * window stalls the stream.
  *
  * @example Hashing without a copy
  * ```ts
