@@ -14,7 +14,7 @@ CFLAGS := -O2 -g -fPIC -std=c11 -Wall -Wextra -Werror -fvisibility=default
 DENO_RUN := $(DENO) run -A --unstable-net
 TEST_FLAGS ?=
 
-.PHONY: all deps native go-tools test serve bench bench-compare bench-provision bench-baseline bench-handshake bench-connections check clean
+.PHONY: all deps native go-tools test serve bench bench-compare bench-file bench-idle bench-provision bench-baseline bench-handshake bench-connections check clean
 
 all: native
 
@@ -127,6 +127,14 @@ bench: native
 
 bench-compare: native $(BUILD)/c_baseline $(BUILD)/dev-certs/cert.pem
 	$(DENO_RUN) bench/compare.ts
+
+# 1 GiB disk to disk: STOQ's io_uring file plane against the C baseline doing the same.
+bench-file: native $(BUILD)/c_baseline $(BUILD)/dev-certs/cert.pem
+	$(DENO_RUN) bench/file.ts
+
+# CPU an idle endpoint with 100 open connections uses over 10 s.
+bench-idle: native $(BUILD)/dev-certs/cert.pem
+	$(DENO_RUN) bench/idle.ts
 
 # Development certificates, as `serve` makes them on first run (the C baseline needs files).
 $(BUILD)/dev-certs/cert.pem: | $(DENO)
