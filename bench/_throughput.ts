@@ -17,8 +17,8 @@
 import { createHash } from "node:crypto";
 import {
   makeDevCertificates,
-  type StoqBidirectionalStream,
   StoqEndpoint,
+  type StoqReceiveStream,
 } from "../mod.ts";
 
 /** 64 KiB, the common write size. */
@@ -81,6 +81,15 @@ export function perStream(s: Scenario): number {
   return Math.floor(s.bytes / s.streams! / BLOCK) * BLOCK;
 }
 
+/** STOQ's execution profile in the benches (STOQ_BENCH_PROFILE; the default otherwise). */
+const profile = (Deno.env.get("STOQ_BENCH_PROFILE") || undefined) as
+  | "low-latency"
+  | "max-throughput"
+  | undefined;
+
+/** STOQ's GSO setting in the benches (STOQ_BENCH_GSO=0 turns it off; on otherwise). */
+const gso = Deno.env.get("STOQ_BENCH_GSO") === "0" ? false : undefined;
+
 /** Which transport to measure. */
 export type Transport = "stoq" | "deno";
 
@@ -110,6 +119,43 @@ async function writePattern(
   await w.close();
 }
 
+/**
+ * How the STOQ side reads: `in-place` (msquic's buffers lent, no copy; the default) or `web`
+ * (the ReadableStream, one copy). Deno's QUIC has only the latter.
+ */
+export const stoqRead = Deno.env.get("STOQ_BENCH_READ") === "web"
+  ? "web"
+  : "in-place";
+
+/** Hashes a stream to its end after `first` bytes already read; returns hash and count. */
+async function hashRest(
+  readable: ReadableStream<Uint8Array>,
+  reader: ReadableStreamDefaultReader<Uint8Array> | undefined,
+  first: Uint8Array,
+): Promise<{ hex: string; bytes: number }> {
+  const hash = createHash("sha256");
+  hash.update(first);
+  let bytes = first.byteLength;
+  if (stoqRead === "in-place" && "getInPlaceReader" in readable) {
+    reader?.releaseLock();
+    const lender = (readable as StoqReceiveStream).getInPlaceReader();
+    for (let loan; (loan = await lender.read()) !== null;) {
+      for (const chunk of loan.chunks) hash.update(chunk);
+      bytes += loan.byteLength;
+      loan.release();
+    }
+    return { hex: hash.digest("hex"), bytes };
+  }
+  const r = reader ?? readable.getReader();
+  for (;;) {
+    const { value, done } = await r.read();
+    if (done) break;
+    hash.update(value);
+    bytes += value.byteLength;
+  }
+  return { hex: hash.digest("hex"), bytes };
+}
+
 /** Serves one stream of the protocol. */
 async function serveStream(stream: Stream): Promise<void> {
   const reader = stream.readable.getReader();
@@ -127,17 +173,9 @@ async function serveStream(stream: Stream): Promise<void> {
     rest = value.subarray(nl + 1);
   }
   if (line === "up") {
-    const hash = createHash("sha256");
-    hash.update(rest);
-    let bytes = rest.byteLength;
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      hash.update(value);
-      bytes += value.byteLength;
-    }
+    const { hex, bytes } = await hashRest(stream.readable, reader, rest);
     const w = stream.writable.getWriter();
-    await w.write(encoder.encode(`${bytes} ${hash.digest("hex")}`));
+    await w.write(encoder.encode(`${bytes} ${hex}`));
     await w.close();
     return;
   }
@@ -162,7 +200,7 @@ export function serveBench(
   key: string,
 ): { port: number; close(): Promise<void> } {
   if (transport === "stoq") {
-    const endpoint = new StoqEndpoint({ hostname: "::1" });
+    const endpoint = new StoqEndpoint({ hostname: "::1", profile, gso });
     const listener = endpoint.listen({
       alpnProtocols: ["bench"],
       cert,
@@ -264,13 +302,11 @@ async function clientStream(
     const w = stream.writable.getWriter();
     await w.write(header);
     await w.close();
-    const hash = createHash("sha256");
-    let got = 0;
-    for await (const chunk of stream.readable) {
-      hash.update(chunk);
-      got += chunk.byteLength;
-    }
-    const hex = hash.digest("hex");
+    const { hex, bytes: got } = await hashRest(
+      stream.readable,
+      undefined,
+      new Uint8Array(0),
+    );
     if (got !== bytes || hex !== expectedHash(bytes)) {
       throw new Error(
         `${who}: downloaded ${got} bytes with SHA-256 ${hex}, expected ${bytes} / ${
@@ -330,7 +366,7 @@ export async function stoqRun(
   s: Scenario,
   timer?: Timer,
 ): Promise<number> {
-  await using client = new StoqEndpoint();
+  await using client = new StoqEndpoint({ profile, gso });
   const conn = await client.connect({
     hostname: "::1",
     port: server.port,

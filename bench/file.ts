@@ -146,10 +146,16 @@ try {
     if (cServer) {
       const g = await cFile(`${dir}/c.bin`);
       await checked(`${dir}/c.bin`, "C baseline");
-      const up = await cRun(cServer, { kind: "up", bytes: mib * MIB, write: MIB });
+      const up = await cRun(cServer, {
+        kind: "up",
+        bytes: mib * MIB,
+        write: MIB,
+      });
       c.push(g);
       cUp.push(up);
-      cText = `C file ${g.toFixed(2)}, C upload (memory, hashed) ${up.toFixed(2)}, `;
+      cText = `C file ${g.toFixed(2)}, C upload (memory, hashed) ${
+        up.toFixed(2)
+      }, `;
     }
     const s = gbps(mib * MIB, await stoqFile(`${dir}/stoq.bin`));
     await checked(`${dir}/stoq.bin`, "STOQ");

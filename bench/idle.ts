@@ -52,9 +52,11 @@ const elapsed = (performance.now() - t0) / 1000;
 const serverPct = (cpuSeconds(server.pid) - serverBefore) / elapsed * 100;
 const selfPct = (cpuSeconds("self") - selfBefore) / elapsed * 100;
 console.log(
-  `${COUNT} open connections, idle for ${elapsed.toFixed(1)} s: server process ${
-    serverPct.toFixed(2)
-  } %, client process ${selfPct.toFixed(2)} % of a core`,
+  `${COUNT} open connections, idle for ${
+    elapsed.toFixed(1)
+  } s: server process ${serverPct.toFixed(2)} %, client process ${
+    selfPct.toFixed(2)
+  } % of a core`,
 );
 for (const conn of conns) conn.close();
 console.log(`idle CPU: ${Math.max(serverPct, selfPct).toFixed(2)} % of a core`);

@@ -61,6 +61,9 @@ export const Pool = {
   MAX_SLABS: 256,
 } as const;
 
+/** Flags of `stoq_rt_open` (`enum stoq_rt_flags`). */
+export const RtFlags = { NO_GSO: 1 } as const;
+
 /** Flags of `stoq_conn_connect` (`enum stoq_connect_flags`). */
 export const ConnectFlags = { DEFER_START: 1, SHARE_BINDING: 2 } as const;
 
@@ -132,7 +135,7 @@ export const Stat = {
   MAX: 13,
 } as const;
 
-/** `stoq_settings`: fifteen u64 fields, in this order. */
+/** `stoq_settings`: fourteen u64 fields, in this order. */
 export const SETTINGS_FIELDS = [
   "idleTimeoutMs",
   "handshakeIdleTimeoutMs",
@@ -148,7 +151,6 @@ export const SETTINGS_FIELDS = [
   "disconnectTimeoutMs",
   "serverResumption",
   "datagramQueue",
-  "maxMtu",
 ] as const;
 
 /** Marks a settings field as "keep msquic's default". */

@@ -17,6 +17,7 @@ export {
   RECORD_SIZE,
   Records,
   Reject,
+  RtFlags,
   SendFlags,
   SETTINGS_FIELDS,
   Stat,

@@ -11,8 +11,11 @@ export const symbols = {
   /** uint32_t stoq_abi_version(void) */
   stoq_abi_version: { parameters: [], result: "u32" },
 
-  /** stoq_rt* stoq_rt_open(uint32_t profile, int32_t* status_out); the runtime owns msquic. */
-  stoq_rt_open: { parameters: ["u32", "buffer"], result: "pointer" },
+  /**
+   * stoq_rt* stoq_rt_open(uint32_t profile, uint32_t flags (RtFlags), int32_t* status_out);
+   * the runtime owns msquic.
+   */
+  stoq_rt_open: { parameters: ["u32", "u32", "buffer"], result: "pointer" },
   /** void stoq_rt_close(stoq_rt*); blocks until every connection is closed. */
   stoq_rt_close: { parameters: ["pointer"], result: "void" },
   /** uint32_t stoq_rt_poll(stoq_rt*, stoq_event* out (JS-owned), uint32_t max) */
@@ -27,6 +30,8 @@ export const symbols = {
   },
   /** void stoq_rt_wake(stoq_rt*) */
   stoq_rt_wake: { parameters: ["pointer"], result: "void" },
+  /** int32_t stoq_gso(stoq_rt*): 1/0 whether msquic sends with GSO, -1 when unknown */
+  stoq_gso: { parameters: ["pointer"], result: "i32" },
   /** void stoq_rt_counts(stoq_rt*, uint64_t* out (JS-owned), uint32_t n) */
   stoq_rt_counts: { parameters: ["pointer", "buffer", "u32"], result: "void" },
   /** uint32_t stoq_submit(stoq_rt*, stoq_op* ops (JS-owned, statuses written back), uint32_t n) */

@@ -61,7 +61,6 @@ stoq_config* stoq_config_open(stoq_rt* rt, const stoq_settings* in, const uint8_
   if (in->pacing != STOQ_UNSET) SET(PacingEnabled, in->pacing ? 1 : 0);
   if (in->disconnect_timeout_ms != STOQ_UNSET)
     SET(DisconnectTimeoutMs, (uint32_t)in->disconnect_timeout_ms);
-  if (in->max_mtu != STOQ_UNSET) SET(MaximumMtu, (uint16_t)in->max_mtu);
   c->dgram_queue = in->dgram_queue != STOQ_UNSET && in->dgram_queue > 0
                        ? (uint32_t)in->dgram_queue
                        : 256;

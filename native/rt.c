@@ -51,9 +51,17 @@ void push(stoq_rt* rt, uint32_t type, uint64_t id, int32_t status, uint64_t a, u
   push_events(rt, &ev, 1);
 }
 
+/* ---------- UDP send segmentation (GSO) ---------- */
+
+/* Exported by STOQ's msquic build (native/msquic/build.sh, edit 4); absent (NULL) elsewhere. */
+extern int StoqSendSegmentationOff __attribute__((weak));
+/* msquicp.h (not shipped with the crate's headers): the datapath's features, once it is up. */
+#define STOQ_PARAM_GLOBAL_DATAPATH_FEATURES 0x81000005u
+#define STOQ_DATAPATH_FEATURE_SEND_SEGMENTATION 0x4u
+
 uint32_t stoq_abi_version(void) { return STOQ_ABI_VERSION; }
 
-stoq_rt* stoq_rt_open(uint32_t profile, int32_t* status) {
+stoq_rt* stoq_rt_open(uint32_t profile, uint32_t flags, int32_t* status) {
   stoq_rt* rt = calloc(1, sizeof *rt);
   if (!rt) { *status = QUIC_STATUS_OUT_OF_MEMORY; return NULL; }
   rt->cap = 1024;
@@ -65,6 +73,15 @@ stoq_rt* stoq_rt_open(uint32_t profile, int32_t* status) {
   if (r < 0) { *status = r; goto fail; }
   pthread_mutex_init(&rt->lock, NULL);
   pthread_mutex_init(&rt->files_lock, NULL);
+  if (flags & STOQ_RT_NO_GSO) {
+    if (!&StoqSendSegmentationOff) {
+      *status = QUIC_STATUS_NOT_SUPPORTED;
+      io_uring_queue_exit(&rt->uring);
+      goto fail;
+    }
+    /* Read when msquic starts its datapath: the first registration of the process. */
+    StoqSendSegmentationOff = 1;
+  }
   QUIC_STATUS s = MsQuicOpen2(&rt->api);
   if (QUIC_FAILED(s)) { *status = s; io_uring_queue_exit(&rt->uring); goto fail; }
   QUIC_REGISTRATION_CONFIG rc = {
@@ -175,6 +192,14 @@ void stoq_rt_wake(stoq_rt* rt) {
 void stoq_rt_counts(stoq_rt* rt, uint64_t* out, uint32_t n) {
   for (uint32_t i = 0; i < n && i < STOQ_COUNT_MAX; i++)
     out[i] = atomic_load_explicit(&rt->counts[i], memory_order_relaxed);
+}
+
+int32_t stoq_gso(stoq_rt* rt) {
+  uint32_t features = 0, len = sizeof features;
+  QUIC_STATUS st =
+      rt->api->GetParam(NULL, STOQ_PARAM_GLOBAL_DATAPATH_FEATURES, &len, &features);
+  if (QUIC_FAILED(st)) return -1;
+  return (features & STOQ_DATAPATH_FEATURE_SEND_SEGMENTATION) != 0;
 }
 
 /* ---------- the send pool ---------- */

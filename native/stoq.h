@@ -140,7 +140,6 @@ typedef struct stoq_settings {
   uint64_t disconnect_timeout_ms;
   uint64_t server_resumption;  /* 0 = none, 1 = resumption, 2 = resumption and 0-RTT */
   uint64_t dgram_queue;        /* datagrams kept for JS per connection (the oldest is dropped) */
-  uint64_t max_mtu;            /* largest UDP payload path MTU discovery may try */
 } stoq_settings;
 
 /* Credential flags for stoq_config_load. */
@@ -176,7 +175,11 @@ typedef struct stoq_stream stoq_stream;
 
 uint32_t stoq_abi_version(void);
 
-stoq_rt* stoq_rt_open(uint32_t profile, int32_t* status);
+/* Flags of stoq_rt_open. STOQ_RT_NO_GSO keeps UDP send segmentation off for the whole process;
+ * it takes effect only for the first runtime (msquic starts its datapath once), and needs
+ * STOQ's libmsquic build (QUIC_STATUS_NOT_SUPPORTED otherwise). */
+enum stoq_rt_flags { STOQ_RT_NO_GSO = 1 };
+stoq_rt* stoq_rt_open(uint32_t profile, uint32_t flags, int32_t* status);
 void stoq_rt_close(stoq_rt* rt);
 uint32_t stoq_rt_poll(stoq_rt* rt, stoq_event* out, uint32_t max);
 /* Records queued now, without taking the queue's lock (for JS's bounded spin). */
@@ -184,6 +187,8 @@ uint32_t stoq_rt_pending(stoq_rt* rt);
 int32_t stoq_rt_wait(stoq_rt* rt, int32_t timeout_ms);
 void stoq_rt_wake(stoq_rt* rt);
 void stoq_rt_counts(stoq_rt* rt, uint64_t* out, uint32_t n);
+/* Whether msquic's datapath uses UDP send segmentation (GSO): 1, 0, or -1 when unknown. */
+int32_t stoq_gso(stoq_rt* rt);
 uint32_t stoq_submit(stoq_rt* rt, stoq_op* ops, uint32_t n);
 void stoq_buf_free(stoq_rt* rt, void* buf);
 /* Adds a slab to the send pool: returns its memory (STOQ_SLAB_SLOTS * STOQ_SLOT_SIZE bytes) and

@@ -93,6 +93,29 @@ edit "$src/src/core/loss_detection.c" \
             // STOQ build edit 3: acknowledged, so the peer knows; resent only when lost.
             break;'
 
+# Edit 4 — a switch for UDP send segmentation (GSO). msquic uses GSO whenever the kernel offers
+# it and has no setting to turn it off, so STOQ's `gso` endpoint option could not be honoured
+# (or measured). Add one process-wide flag, read once when msquic sets up its datapath, and
+# export it beside msquic's two entry points; the shim sets it before the first socket opens.
+edit "$src/src/platform/datapath_epoll.c" \
+  'CXPLAT_EVENT_COMPLETION CxPlatSocketContextUninitializeEventComplete;
+' \
+  '// STOQ build edit 4: set (non-zero) before the datapath starts to keep GSO off.
+int StoqSendSegmentationOff = 0;
+
+CXPLAT_EVENT_COMPLETION CxPlatSocketContextUninitializeEventComplete;
+'
+edit "$src/src/platform/datapath_epoll.c" \
+  '    Datapath->Features |= CXPLAT_DATAPATH_FEATURE_SEND_SEGMENTATION;
+' \
+  '    if (!StoqSendSegmentationOff) {
+        Datapath->Features |= CXPLAT_DATAPATH_FEATURE_SEND_SEGMENTATION;
+    }
+'
+edit "$src/src/bin/linux/exports.txt" \
+  'global: MsQuicOpenVersion; MsQuicClose;' \
+  'global: MsQuicOpenVersion; MsQuicClose; StoqSendSegmentationOff;'
+
 cmake -S "$src" -B "$build/msquic-cmake" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DQUIC_TLS_LIB=quictls -DQUIC_ENABLE_LOGGING=off -DQUIC_BUILD_SHARED=on \
   -DQUIC_OUTPUT_DIR="$build/msquic-cmake/out" >/dev/null

@@ -60,6 +60,14 @@ export interface StoqEndpointOptions {
    * @default {undefined}
    */
   library?: string;
+  /**
+   * UDP send segmentation offload (GSO): msquic hands the kernel a batch of packets in one
+   * send. Process-wide and decided before the first socket opens: a later endpoint that asks
+   * for the other setting is refused with `INVALID_ARGUMENT`. Turning it off needs STOQ's own
+   * libmsquic build (msquic has no switch of its own).
+   * @default {true}
+   */
+  gso?: boolean;
 }
 
 /** Ids for verifier functions, so that connects with the same callback share a configuration. */
@@ -359,7 +367,18 @@ export class StoqEndpoint implements AsyncDisposable {
           .library}`,
       );
     }
-    this.#runtime = Runtime.acquire(profile, options.library);
+    checkBoolean(options.gso, "gso");
+    this.#runtime = Runtime.acquire(profile, options.library, options.gso);
+    const gso = this.#runtime.gso;
+    if (options.gso !== undefined && gso !== undefined && gso !== options.gso) {
+      this.#runtime.release();
+      throw new StoqError(
+        "INVALID_ARGUMENT",
+        `Cannot create the endpoint with gso: ${options.gso}: GSO is process-wide and msquic already sends with it ${
+          gso ? "on" : "off"
+        } (set it on the process's first endpoint)`,
+      );
+    }
     this.#configs = new ConfigCache(this.#runtime);
   }
 

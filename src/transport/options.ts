@@ -79,13 +79,6 @@ export interface StoqTransportOptions {
    */
   pacing?: boolean;
   /**
-   * Largest UDP payload, in bytes, that path MTU discovery may try (1280 to 65535). Paths
-   * that carry less simply lose the probes, so a larger value only costs a few packets; on
-   * loopback (64 KiB MTU) and jumbo-frame LANs it cuts the per-packet work.
-   * @default {1500}
-   */
-  maxPathMtu?: number;
-  /**
    * Received datagrams kept for `readDatagram()` per connection. When the queue is full the
    * oldest is dropped (counted in `stats().datagramsDropped`), so a peer can never make the
    * receiver hold more than this many datagrams (each at most one packet).
@@ -169,7 +162,6 @@ export function encodeSettings(
     disconnectTimeoutMs: checkInt(o, "disconnectTimeout", 1, 600_000),
     serverResumption: BigInt(server?.resumption ?? 0),
     datagramQueue: checkInt(o, "datagramReceiveQueue", 1, 65536),
-    maxMtu: checkInt(o, "maxPathMtu", 1280, 65535),
   };
   // No idle timeout: only keep-alives can then tell that the peer is gone.
   if (values.idleTimeoutMs === 0n) {

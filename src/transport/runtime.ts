@@ -12,6 +12,7 @@ import {
   openLibrary,
   Pool,
   Records,
+  RtFlags,
   type StoqSymbols,
 } from "../../ffi/mod.ts";
 import { StoqError } from "../errors.ts";
@@ -203,13 +204,25 @@ export class Runtime {
     this.#spinUs = us;
   }
 
-  /** The runtime for `profile`, opened on first use. */
-  static acquire(profile: ExecutionProfile, libraryPath?: string): Runtime {
+  /**
+   * The runtime for `profile`, opened on first use. `gso` false asks for UDP send segmentation
+   * off, which only the process's first runtime can decide (the caller checks the outcome with
+   * {@linkcode gso}).
+   */
+  static acquire(
+    profile: ExecutionProfile,
+    libraryPath?: string,
+    gso?: boolean,
+  ): Runtime {
     let runtime = Runtime.#byProfile.get(profile);
     if (!runtime) {
       const lib = openLibrary(libraryPath);
       const status = new Int32Array(1);
-      const rt = lib.stoq_rt_open(profile === "max-throughput" ? 1 : 0, status);
+      const rt = lib.stoq_rt_open(
+        profile === "max-throughput" ? 1 : 0,
+        gso === false && Runtime.#byProfile.size === 0 ? RtFlags.NO_GSO : 0,
+        status,
+      );
       if (rt === null) {
         throw statusError(status[0], "open the msquic registration");
       }
@@ -295,6 +308,12 @@ export class Runtime {
   /** Stops routing records for `id`. */
   unregister(id: number): void {
     this.#sinks.delete(id);
+  }
+
+  /** Whether msquic sends with UDP segmentation offload (undefined: not known yet). */
+  get gso(): boolean | undefined {
+    const v = this.lib.stoq_gso(this.rt);
+    return v < 0 ? undefined : v === 1;
   }
 
   /** Live native objects and buffers, by `Count` index. */
