@@ -1,5 +1,5 @@
 /*
- * STOQ shim (native/*.c): a small, policy-free C layer between Deno FFI and msquic.
+ * STOQ shim (the C files in native/): a small, policy-free C layer between Deno FFI and msquic.
  *
  * Threading contract: msquic calls our callbacks on its own worker threads. Those callbacks
  * never call into JS and never wait for JS; they append fixed-size records to a completion
