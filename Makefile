@@ -15,7 +15,7 @@ CFLAGS := -O2 -g -fPIC -std=c11 -Wall -Wextra -Werror -fvisibility=default
 DENO_RUN := $(DENO) run -A --unstable-net
 TEST_FLAGS ?=
 
-.PHONY: all deps native test serve bench bench-compare bench-provision bench-baseline check clean
+.PHONY: all deps native relay test test-asan serve bench bench-compare bench-loss bench-provision bench-baseline check clean
 
 all: native
 
@@ -63,8 +63,14 @@ $(LIBDIR)/libstoq.so: $(NATIVE_SRC) $(NATIVE_HDR) $(LIBDIR)/libmsquic.so.2 $(BUI
 
 native: deps $(LIBDIR)/libstoq.so
 
+# The lossy-network relay the loss tests and `bench-loss` put between client and server.
+$(BUILD)/lossy_relay: testing/lossy_relay.c | $(BUILD)/.apt
+	$(CC) -O2 -g -std=c11 -Wall -Wextra -Werror -o $@ $<
+
+relay: $(BUILD)/lossy_relay
+
 # ---- jobs -----------------------------------------------------------------------------------
-test: native
+test: native relay
 	$(DENO) test -A --unstable-net --doc $(TEST_FLAGS)
 
 serve: native
@@ -90,6 +96,9 @@ bench-baseline: native $(BUILD)/c_baseline $(BUILD)/dev-certs/cert.pem
 	  $(BUILD)/c_baseline server $(BUILD)/dev-certs/cert.pem $(BUILD)/dev-certs/key.pem 9555 > $(BUILD)/c_baseline.out & \
 	  server=$$!; until grep -q listening $(BUILD)/c_baseline.out 2>/dev/null; do sleep 0.1; done; \
 	  $(BUILD)/c_baseline client 9555 2048; kill $$server
+
+bench-loss: native relay
+	$(DENO_RUN) bench/loss.ts
 
 bench-provision: deps
 	$(DENO_RUN) bench/provision.ts
