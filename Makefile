@@ -14,7 +14,7 @@ CFLAGS := -O2 -g -fPIC -std=c11 -Wall -Wextra -Werror -fvisibility=default
 DENO_RUN := $(DENO) run -A --unstable-net
 TEST_FLAGS ?=
 
-.PHONY: all deps native go-tools test serve bench bench-compare bench-provision bench-baseline bench-handshake bench-connections check clean
+.PHONY: all deps native go-tools relay test test-asan serve bench bench-compare bench-loss bench-provision bench-baseline bench-handshake bench-connections check clean
 
 all: native
 
@@ -115,9 +115,52 @@ $(GO_BIN)/ctcheck: $(wildcard tools/ctcheck/*.go) tools/ctcheck/go.mod tools/ctc
 
 go-tools: $(GO_BIN)/zlint $(GO_BIN)/ctcheck
 
+# The lossy-network relay the loss tests and `bench-loss` put between client and server.
+$(BUILD)/lossy_relay: testing/lossy_relay.c | $(BUILD)/.apt
+	$(CC) -O2 -g -std=c11 -Wall -Wextra -Werror -o $@ $<
+
+relay: $(BUILD)/lossy_relay
+
+# ---- sanitizers: the shim with ASan + UBSan in its own build dir ------------------------------
+# Deno is not instrumented, so the ASan runtime is preloaded; leak detection is off because the
+# leaks it would find are Deno's and V8's (the tests count native handles instead). Any report
+# ends the process with an error (halt_on_error, -fno-sanitize-recover), which fails the target.
+ASAN_DIR := $(BUILD)/asan
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+ASAN_ENV = STOQ_LIB=$(abspath $(ASAN_DIR)/lib/libstoq.so) \
+  LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
+  ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:detect_stack_use_after_return=1 \
+  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+TRANSPORT_TESTS := $(wildcard tests/transport_*_test.ts)
+
+# gcc's sanitizer runtimes (Debian: libasan8, libubsan1, which gcc normally brings along).
+$(BUILD)/.apt-asan: | $(BUILD)/.apt
+	@if ! [ -e "$$($(CC) -print-file-name=libasan.so)" ] || ! [ -e "$$($(CC) -print-file-name=libubsan.so)" ]; then \
+	  echo "installing the sanitizer runtimes: libasan8 libubsan1"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libasan8 libubsan1 >/dev/null; \
+	fi
+	@touch $@
+
+$(ASAN_DIR)/lib/libstoq.so: $(NATIVE_SRC) $(NATIVE_HDR) $(LIBDIR)/libmsquic.so.2 $(BUILD)/msquic-include $(BUILD)/.apt-asan
+	@mkdir -p $(ASAN_DIR)/lib
+	ln -sf ../../lib/libmsquic.so.2 $(ASAN_DIR)/lib/libmsquic.so.2
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) -I$(BUILD)/msquic-include -shared -o $@ $(NATIVE_SRC) \
+	  -L$(LIBDIR) -l:libmsquic.so.2 -luring -lcrypto -lpthread -Wl,-rpath,'$$ORIGIN' -Wl,-z,nodelete
+
+$(ASAN_DIR)/canary.so: testing/asan_canary.c $(BUILD)/.apt-asan
+	@mkdir -p $(ASAN_DIR)
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) -shared -o $@ $<
+
 # ---- jobs -----------------------------------------------------------------------------------
-test: native go-tools
+test: native go-tools relay
 	$(DENO) test -A --unstable-net --doc $(TEST_FLAGS)
+
+# The transport tests against the sanitized shim, after checking that it is the one loaded and
+# that a sanitizer report really fails the run.
+test-asan: native relay $(ASAN_DIR)/lib/libstoq.so $(ASAN_DIR)/canary.so
+	$(ASAN_ENV) $(DENO_RUN) testing/asan_check.ts $(abspath $(ASAN_DIR)/canary.so)
+	$(ASAN_ENV) $(DENO) test -A --unstable-net $(TEST_FLAGS) $(TRANSPORT_TESTS)
 
 serve: native
 	$(DENO_RUN) src/node/serve.ts $(ARGS)
@@ -153,6 +196,9 @@ bench-handshake: native $(BUILD)/c_handshake $(BUILD)/dev-certs/cert.pem
 
 bench-connections: native $(BUILD)/dev-certs/cert.pem
 	$(DENO_RUN) bench/connections.ts
+
+bench-loss: native relay
+	$(DENO_RUN) bench/loss.ts
 
 bench-provision: deps
 	$(DENO_RUN) bench/provision.ts

@@ -65,6 +65,12 @@ export {
   type StoqTransportOptions,
 } from "./src/transport/mod.ts";
 export {
+  ConnectionPool,
+  type ConnectionPoolOptions,
+  type ConnectionPoolStats,
+  type PoolLease,
+} from "./src/pool/mod.ts";
+export {
   type DevCertificates,
   makeDevCertificates,
 } from "./src/node/dev_cert.ts";
