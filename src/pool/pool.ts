@@ -114,7 +114,11 @@ export interface PoolLease extends Disposable {
   release(): void;
 }
 
-function checkPositiveInt(value: unknown, name: string, fallback: number): number {
+function checkPositiveInt(
+  value: unknown,
+  name: string,
+  fallback: number,
+): number {
   if (value === undefined) return fallback;
   if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1) {
     throw new StoqError(
@@ -152,7 +156,7 @@ function checkPositiveInt(value: unknown, name: string, fallback: number): numbe
  *   using lease = await pool.acquire("server");
  *   const { readable, writable } = await lease.connection.createBidirectionalStream();
  *   await writable.close();
- *   for await (const _ of readable) { /* drained */ }
+ *   for await (const _ of readable) continue;
  * }
  * console.log(pool.stats().handshakes.cold, pool.stats().reused); // 1 1
  * ```
@@ -185,7 +189,11 @@ export class ConnectionPool implements AsyncDisposable {
     }
     this.#connect = options.connect;
     this.#max = checkPositiveInt(options.maxConnections, "maxConnections", 100);
-    this.#idleMs = checkPositiveInt(options.idleTimeoutMs, "idleTimeoutMs", 30_000);
+    this.#idleMs = checkPositiveInt(
+      options.idleTimeoutMs,
+      "idleTimeoutMs",
+      30_000,
+    );
     this.#perConnection = checkPositiveInt(
       options.streamsPerConnection,
       "streamsPerConnection",
@@ -453,7 +461,10 @@ export class ConnectionPool implements AsyncDisposable {
     let victim: Entry | undefined;
     for (const entries of this.#byPeer.values()) {
       for (const e of entries) {
-        if (e.active === 0 && !e.pinned && (!victim || e.lastUsed < victim.lastUsed)) {
+        if (
+          e.active === 0 && !e.pinned &&
+          (!victim || e.lastUsed < victim.lastUsed)
+        ) {
           victim = e;
         }
       }
