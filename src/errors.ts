@@ -35,6 +35,11 @@ export type StoqErrorCode =
   | "DATAGRAM_DISABLED"
   | "STREAM_LIMIT"
   | "ABORTED"
+  // phoenix and configuration
+  | "MESSAGE_TOO_LARGE"
+  | "REFUSED"
+  | "PROTOCOL_ERROR"
+  | "CONFIG_INVALID"
   | "LIBRARY_NOT_FOUND"
   | "LIBRARY_VERSION"
   | "NATIVE_ERROR"

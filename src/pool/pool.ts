@@ -110,6 +110,8 @@ interface Entry {
 export interface PoolLease extends Disposable {
   /** The connection. */
   readonly connection: StoqConnection;
+  /** Whether this acquire opened the connection (`connection.resumed` says how), or reused one. */
+  readonly opened: boolean;
   /** Gives the connection back to the pool. */
   release(): void;
 }
@@ -215,8 +217,8 @@ export class ConnectionPool implements AsyncDisposable {
     peer: string,
     options: { signal?: AbortSignal } = {},
   ): Promise<PoolLease> {
-    const entry = await this.#entryFor(peer, options.signal);
-    return this.#lease(entry);
+    const { entry, opened } = await this.#entryFor(peer, options.signal);
+    return this.#lease(entry, opened);
   }
 
   /**
@@ -313,7 +315,10 @@ export class ConnectionPool implements AsyncDisposable {
     return (this.#byPeer.get(peer) ?? []).filter((e) => !e.dead);
   }
 
-  async #entryFor(peer: string, signal?: AbortSignal): Promise<Entry> {
+  async #entryFor(
+    peer: string,
+    signal?: AbortSignal,
+  ): Promise<{ entry: Entry; opened: boolean }> {
     while (true) {
       this.#checkOpen();
       if (signal?.aborted) throw abortError(signal);
@@ -324,7 +329,7 @@ export class ConnectionPool implements AsyncDisposable {
       );
       if (best && best.active < this.#perConnection) {
         this.#stats.reused++;
-        return best;
+        return { entry: best, opened: false };
       }
       const opening = this.#opening.get(peer);
       if (!best && opening?.length) {
@@ -333,19 +338,19 @@ export class ConnectionPool implements AsyncDisposable {
           const entry = await opening[0];
           if (!entry.dead) {
             this.#stats.reused++;
-            return entry;
+            return { entry, opened: false };
           }
         } catch { /* that attempt failed: try again below */ }
         continue;
       }
       if (this.#open < this.#max || this.#evictIdle()) {
         this.#open++;
-        return await this.#openEntry(peer, signal);
+        return { entry: await this.#openEntry(peer, signal), opened: true };
       }
       if (best) {
         // No room for another connection: share the least busy one (its streams wait for credit).
         this.#stats.reused++;
-        return best;
+        return { entry: best, opened: false };
       }
       await this.#reserve(signal, false);
     }
@@ -420,7 +425,7 @@ export class ConnectionPool implements AsyncDisposable {
     }
   }
 
-  #lease(entry: Entry): PoolLease {
+  #lease(entry: Entry, opened: boolean): PoolLease {
     entry.active++;
     entry.lastUsed = performance.now();
     let released = false;
@@ -434,6 +439,7 @@ export class ConnectionPool implements AsyncDisposable {
     };
     return {
       connection: entry.conn,
+      opened,
       release,
       [Symbol.dispose]: release,
     };
