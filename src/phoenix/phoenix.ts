@@ -817,6 +817,18 @@ export class Phoenix implements AsyncDisposable {
     this.#meter.messagesSent++;
   }
 
+  /**
+   * The pooled connections open now: to `target`, or to every peer (for their own `stats()`,
+   * or to close one).
+   */
+  connections(
+    target?: string | { hostname: string; port: number },
+  ): StoqConnection[] {
+    return target === undefined
+      ? [...this.#pooled]
+      : this.#pool.connections(peerKey(target).key);
+  }
+
   /** Traffic and connection figures; see {@linkcode PhoenixStats}. */
   stats(): PhoenixStats {
     const pool = this.#pool.stats();
