@@ -94,7 +94,16 @@ $(LIBDIR)/libstoq_falcon.so: $(wildcard native/falcon/*.c native/falcon/*.h) | $
 	$(CC) -shared -o $@ $$objs $(BUILD)/falcon/fips202.o $(BUILD)/falcon/falcon.o
 	@echo "built $@"
 
+# `make native` also installs the libraries for this user, where STOQ imported from a URL finds
+# them (ffi/library.ts): $XDG_CACHE_HOME/stoq/lib/abi-<N>, else ~/.cache/stoq/lib/abi-<N>. Each file
+# is replaced by a rename, so processes that have the old one loaded keep running.
+STOQ_ABI := $(shell sed -n 's/^\#define STOQ_ABI_VERSION \([0-9]*\)u/\1/p' native/stoq.h)
+USER_LIB_DIR := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/stoq/lib/abi-$(STOQ_ABI)
+
 native: deps $(LIBDIR)/libstoq.so $(LIBDIR)/libstoq_falcon.so
+	@mkdir -p $(USER_LIB_DIR) && for f in libstoq.so libstoq_falcon.so libmsquic.so.2; do \
+	  cp -L $(LIBDIR)/$$f $(USER_LIB_DIR)/.$$f.tmp && mv -f $(USER_LIB_DIR)/.$$f.tmp $(USER_LIB_DIR)/$$f; \
+	done
 
 # ---- Go tools the TrustChain tests check against (modules from the Go module proxy) ----------
 # zlint lints issued certificates; tools/ctcheck verifies SCTs, inclusion proofs and the
