@@ -14,7 +14,7 @@ CFLAGS := -O2 -g -fPIC -std=c11 -Wall -Wextra -Werror -fvisibility=default
 DENO_RUN := $(DENO) run -A --unstable-net
 TEST_FLAGS ?=
 
-.PHONY: all deps native go-tools relay test test-asan serve bench bench-compare bench-loss bench-provision bench-baseline bench-handshake bench-connections check clean
+.PHONY: all deps native go-tools relay test test-asan serve bench bench-compare bench-loss bench-provision bench-baseline bench-handshake bench-connections bench-pool bench-phoenix check clean
 
 all: native
 
@@ -211,6 +211,13 @@ bench-loss: native relay
 
 bench-provision: deps
 	$(DENO_RUN) bench/provision.ts
+
+# Phoenix: pooled against cold connects, and messages/streams/multiplexed sends to a peer app.
+bench-pool: native
+	$(DENO_RUN) bench/pool.ts
+
+bench-phoenix: native
+	$(DENO_RUN) bench/phoenix.ts
 
 check: deps
 	$(DENO) fmt --check
