@@ -4,11 +4,17 @@
  * @module
  */
 
+import assert from "node:assert/strict";
+import postgres from "postgres";
 import {
+  type CaStore,
   CertificateAuthority,
   MemoryCaStore,
+  openNote,
+  parseCheckpoint,
   type SignedTrustBundle,
   type TrustBundle,
+  verifyConsistency,
 } from "../src/trustchain/mod.ts";
 
 /** A legal 74-character DNS name: longer than RFC 5280 allows a common name to be. */
@@ -94,4 +100,148 @@ export async function ctcheck(
     throw new Error(r.stderr.trim() || `ctcheck exited ${r.code}`);
   }
   return JSON.parse(r.stdout);
+}
+
+/**
+ * The throw-away PostgreSQL cluster `make pg-start` runs (`make test` starts it and sets
+ * STOQ_TEST_POSTGRES); throws with what to do when it is not running.
+ */
+export function postgresUrl(): string {
+  const fromEnv = Deno.env.get("STOQ_TEST_POSTGRES");
+  if (fromEnv) return fromEnv;
+  try {
+    return Deno.readTextFileSync(
+      new URL("../build/pg/url", import.meta.url),
+    ).trim();
+  } catch {
+    throw new Error(
+      "No PostgreSQL for the store tests: run `make pg-start` (make test starts and stops it)",
+    );
+  }
+}
+
+/** A new, empty database in the test cluster, dropped (with its connections) when disposed. */
+export async function freshDatabase(): Promise<
+  { url: string; name: string } & AsyncDisposable
+> {
+  const base = new URL(postgresUrl());
+  const name = `stoq_${crypto.randomUUID().replaceAll("-", "")}`;
+  await using admin = adminSql(base.href);
+  await admin.sql.unsafe(`CREATE DATABASE ${name}`);
+  const url = new URL(base.href);
+  url.pathname = `/${name}`;
+  return {
+    url: url.href,
+    name,
+    [Symbol.asyncDispose]: async () => {
+      await using dropper = adminSql(base.href);
+      await dropper.sql.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    },
+  };
+}
+
+/** A raw connection to a test database (as an attacker or a bad disk would write to it). */
+export function adminSql(url: string): { sql: postgres.Sql } & AsyncDisposable {
+  const u = new URL(url);
+  const sql = postgres({
+    path: `${u.searchParams.get("host")}/.s.PGSQL.${
+      u.searchParams.get("port")
+    }`,
+    user: decodeURIComponent(u.username),
+    database: u.pathname.slice(1),
+    max: 1,
+    onnotice: () => {},
+  });
+  return { sql, [Symbol.asyncDispose]: () => sql.end({ timeout: 5 }) };
+}
+
+/**
+ * Runs `tests/fixtures/trustchain_issue_loop.ts` against a store URL and returns the child; its
+ * stdout carries one JSON line per issued certificate.
+ */
+export function issueLoop(
+  store: string,
+  count: number,
+  extra: string[] = [],
+): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("./fixtures/trustchain_issue_loop.ts", import.meta.url).pathname,
+      store,
+      String(count),
+      ...extra,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
+/** Reads a child's stdout line by line. */
+export async function* lines(
+  stream: ReadableStream<Uint8Array>,
+): AsyncGenerator<string> {
+  let buffered = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    buffered += chunk;
+    let nl;
+    while ((nl = buffered.indexOf("\n")) >= 0) {
+      yield buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+    }
+  }
+  if (buffered) yield buffered;
+}
+
+/**
+ * After a SIGKILL: every reported issuance is committed (at most the ones in flight more), and the
+ * CA opens, audits clean, and proves consistency from the first head to the last.
+ */
+export async function checkAfterKill(
+  store: CaStore,
+  reopen: () => Promise<CertificateAuthority>,
+  seen: number,
+  inFlight = 1,
+): Promise<void> {
+  const ca = await reopen();
+  try {
+    const counts = await store.counts();
+    assert.ok(
+      counts.certificates >= seen && counts.certificates <= seen + inFlight,
+      `${counts.certificates} certificates, ${seen} reported`,
+    );
+    assert.equal(counts.entries, counts.certificates);
+    assert.equal(ca.log.size, counts.entries);
+    const heads = await store.treeHeads();
+    const last = parseCheckpoint(
+      (await openNote(heads.at(-1)!.note, ca.log.verifiers)).body,
+    );
+    assert.equal(last.treeSize, counts.entries);
+    assert.deepEqual(last.rootHash, await ca.log.root());
+    const first = parseCheckpoint(
+      (await openNote(heads[0].note, ca.log.verifiers)).body,
+    );
+    assert.ok(
+      verifyConsistency(
+        first.treeSize,
+        last.treeSize,
+        first.rootHash,
+        last.rootHash,
+        await ca.log.consistencyProof(first.treeSize),
+      ),
+    );
+    const [lastCert] = await store.certificates(
+      counts.entries - 1,
+      counts.entries,
+    );
+    const proof = (await ca.proof(lastCert.serial))!;
+    assert.equal(proof.leafIndex, counts.entries - 1);
+    const audit = await ca.audit();
+    assert.equal(audit.entries, counts.entries);
+    assert.equal(audit.certificates, counts.entries);
+  } finally {
+    await ca.close();
+    await store.close();
+  }
 }

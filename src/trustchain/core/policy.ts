@@ -231,6 +231,12 @@ export async function checkCsr(
   _checkSize(csr, limits);
   const bytes = _csrDer(csr);
   _checkSize(bytes, limits);
+  // Counted on the raw DER first: the ASN.1 decoder gives up on very many nodes, and a request
+  // with too many names should say so rather than look malformed.
+  const count = _sanCount(bytes);
+  if (count !== undefined && count > limits.maxSans) {
+    throw _tooManySans(count, limits);
+  }
   let req: CertificationRequest;
   let info: Uint8Array;
   let spki: Uint8Array;
@@ -249,10 +255,7 @@ export async function checkCsr(
   }
   const san = _subjectAltName(req);
   if (san && san.length > limits.maxSans) {
-    throw new StoqError(
-      "TOO_MANY_SANS",
-      `The CSR names ${san.length} subjectAltName entries; this CA accepts at most ${limits.maxSans}: split the request`,
-    );
+    throw _tooManySans(san.length, limits);
   }
   const keyAlg = req.certificationRequestInfo.subjectPKInfo.algorithm;
   const p256Params = keyAlg.parameters !== null &&
@@ -293,6 +296,42 @@ export async function checkCsr(
   const names = _requestedNames(req, san);
   checkNames(names, allowed);
   return { spki: spki.slice(), names: [...new Set(names)] };
+}
+
+function _tooManySans(count: number, limits: CsrLimits): StoqError {
+  return new StoqError(
+    "TOO_MANY_SANS",
+    `The CSR names ${count} subjectAltName entries; this CA accepts at most ${limits.maxSans}: split the request`,
+  );
+}
+
+const SAN_OID = der.oid("2.5.29.17");
+const EXTENSION_REQUEST_OID = der.oid(OID_EXTENSION_REQUEST);
+
+/**
+ * The number of subjectAltName entries a DER CSR asks for, walking its TLVs without decoding them;
+ * `undefined` when it has none or its shape is not a CSR's (the decoder then says what is wrong).
+ */
+function _sanCount(bytes: Uint8Array): number | undefined {
+  try {
+    const [info] = der.children(bytes, der.readTlv(bytes, 0));
+    const attributes = der.children(bytes, info).find((t) => t.tag === 0xa0);
+    for (const attr of attributes ? der.children(bytes, attributes) : []) {
+      const [type, values] = der.children(bytes, attr);
+      if (!equalBytes(der.raw(bytes, type), EXTENSION_REQUEST_OID)) continue;
+      const [extensions] = der.children(bytes, values);
+      for (const ext of der.children(bytes, extensions)) {
+        const fields = der.children(bytes, ext);
+        if (!equalBytes(der.raw(bytes, fields[0]), SAN_OID)) continue;
+        const value = fields[fields.length - 1];
+        const names = der.readTlv(bytes, value.start + value.header);
+        return der.children(bytes, names).length;
+      }
+    }
+  } catch {
+    // Not shaped like a CSR: the decoder reports it.
+  }
+  return undefined;
 }
 
 /** The request's subjectAltName entries, if it asks for the extension. */

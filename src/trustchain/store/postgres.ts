@@ -406,11 +406,12 @@ export class PostgresCaStore implements CaStore {
   nodes(ids: readonly NodeId[]): Promise<(Uint8Array | undefined)[]> {
     return this.#op("cannot read tree nodes", async (sql) => {
       if (ids.length === 0) return [];
+      // Integer arrays as literals: no array type lookup on connect (fetch_types is off).
+      const levels = `{${ids.map((i) => i.level).join(",")}}`;
+      const indices = `{${ids.map((i) => i.index).join(",")}}`;
       const rows = await sql`
         SELECT n.level, n.idx, n.hash
-        FROM unnest(${ids.map((i) => i.level)}::int[], ${
-        ids.map((i) => i.index)
-      }::bigint[]) AS q(level, idx)
+        FROM unnest(${levels}::int[], ${indices}::bigint[]) AS q(level, idx)
         JOIN tree_nodes n USING (level, idx)`;
       const found = new Map<string, Uint8Array>();
       for (const r of rows) {
