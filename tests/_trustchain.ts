@@ -12,10 +12,19 @@ import {
   MemoryCaStore,
   openNote,
   parseCheckpoint,
+  parseTileLeaf,
   type SignedTrustBundle,
+  SYSTEM_RANDOM,
+  tileLeaf,
+  timestampedEntry,
   type TrustBundle,
   verifyConsistency,
 } from "../src/trustchain/mod.ts";
+import {
+  decodeIdentityRecord,
+  loadIdentity,
+} from "../src/trustchain/core/identity.ts";
+import { certificateMac, entryMac } from "../src/trustchain/core/integrity.ts";
 
 /** A legal 74-character DNS name: longer than RFC 5280 allows a common name to be. */
 export const LONG_NAME = `${"a".repeat(30)}.${"b".repeat(32)}.stoq.local`;
@@ -165,6 +174,7 @@ export function issueLoop(
   extra: string[] = [],
 ): Deno.ChildProcess {
   return new Deno.Command(Deno.execPath(), {
+    stdin: extra.includes("--wait-stdin") ? "piped" : "null",
     args: [
       "run",
       "-A",
@@ -244,4 +254,99 @@ export async function checkAfterKill(
     await ca.close();
     await store.close();
   }
+}
+
+/**
+ * Grows a CA's log to `size` entries fast, for measuring start-up: one real issuance through the
+ * CA, then copies of its entry at their own indices, each MACed with the CA's key and with a
+ * certificate record, sequenced through the store's API; the CA's next open integrates them (the
+ * path a process stopped between sequencing and integration takes) and signs the tree head. The
+ * copies carry the first entry's precertificate and SCT, so a full audit would refuse them; the
+ * default open never reads entries.
+ */
+export async function growLog(
+  openStore: () => Promise<CaStore>,
+  name: string,
+  size: number,
+): Promise<void> {
+  const first = await CertificateAuthority.open({
+    name,
+    store: await openStore(),
+    falconCertificates: false,
+  });
+  await first.provision("seed");
+  await first.close();
+  const store = await openStore();
+  try {
+    const record = decodeIdentityRecord((await store.loadIdentity())!);
+    const { macKey } = await loadIdentity(record, SYSTEM_RANDOM);
+    const [template] = await store.entries(0, 1);
+    const [cert] = await store.certificates(0, 1);
+    const leaf = parseTileLeaf(template.entry);
+    for (let done = 1; done < size;) {
+      const n = Math.min(1000, size - done);
+      done += n;
+      await store.sequence(n, (at) =>
+        Array.from({ length: n }, (_, j) => {
+          const leafIndex = at + j;
+          const entry = tileLeaf(
+            timestampedEntry({
+              timestamp: leaf.timestamp,
+              issuerKeyHash: leaf.issuerKeyHash!,
+              tbs: leaf.signed,
+              leafIndex,
+            }),
+            leaf.preCertificate!,
+            leaf.chain,
+          );
+          const fields = {
+            serial: `f${leafIndex.toString(16)}`,
+            leafIndex,
+            notAfter: cert.notAfter,
+            sct: { ...cert.sct, leafIndex },
+          };
+          return {
+            entry: { entry, mac: entryMac(macKey, leafIndex, entry) },
+            certificate: { ...fields, mac: certificateMac(macKey, fields) },
+          };
+        }));
+    }
+  } finally {
+    await store.close();
+  }
+  const ca = await CertificateAuthority.open({
+    name,
+    store: await openStore(),
+  });
+  assert.equal(ca.treeSize, size);
+  await ca.close();
+}
+
+/** Reads a store method made, while a wrapper counts them. */
+export interface StoreReads {
+  /** Calls per method. */
+  calls: Record<string, number>;
+  /** Rows (records, hashes) returned per method. */
+  rows: Record<string, number>;
+}
+
+/**
+ * Wraps a store to count the calls and rows each method returns (the store itself is real).
+ */
+export function countingStore(inner: CaStore): [CaStore, StoreReads] {
+  const reads: StoreReads = { calls: {}, rows: {} };
+  const store = new Proxy(inner, {
+    get(target, key) {
+      const value = Reflect.get(target, key);
+      if (typeof value !== "function" || typeof key !== "string") return value;
+      return async (...args: unknown[]) => {
+        const out = await value.apply(target, args);
+        reads.calls[key] = (reads.calls[key] ?? 0) + 1;
+        reads.rows[key] = (reads.rows[key] ?? 0) +
+          (Array.isArray(out) ? out.length : out === undefined ? 0 : 1);
+        return out;
+      };
+    },
+  });
+  return [store, reads];
 }

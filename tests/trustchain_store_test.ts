@@ -386,6 +386,61 @@ Deno.test("a trusted checkpoint must be of this log and contained in it", async 
   );
 });
 
+Deno.test("entries sequenced but not integrated (a crash between the two) are integrated at open", async () => {
+  await using tmp = await tempDb();
+  await seeded(tmp.path, 3);
+  const saved = {
+    state: {} as Record<string, unknown>,
+    nodes: [] as unknown[],
+  };
+  tamper(tmp.path, (db) => {
+    saved.state = db.prepare("SELECT size, hashes, mac FROM tree_state").get()!;
+    saved.nodes = db.prepare("SELECT level, idx, hash FROM tree_nodes").all();
+  });
+  const ca = await open(tmp.path);
+  const late = [await ca.provision("late-1"), await ca.provision("late-2")];
+  await ca.close();
+  // Put the tree back where it was after 3 entries, as if the process had stopped right after
+  // sequencing entries 3 and 4: they are stored and sequenced, not integrated, no head covers them.
+  tamper(tmp.path, (db) => {
+    db.exec("BEGIN");
+    db.prepare("UPDATE tree_state SET size = ?, hashes = ?, mac = ?").run(
+      saved.state.size as number,
+      saved.state.hashes as Uint8Array,
+      saved.state.mac as Uint8Array,
+    );
+    db.exec("DELETE FROM tree_nodes");
+    const insert = db.prepare(
+      "INSERT INTO tree_nodes (level, idx, hash) VALUES (?, ?, ?)",
+    );
+    for (
+      const n of saved.nodes as {
+        level: number;
+        idx: number;
+        hash: Uint8Array;
+      }[]
+    ) {
+      insert.run(n.level, n.idx, n.hash);
+    }
+    db.exec("DELETE FROM tree_heads WHERE tree_size > 3");
+    db.exec("COMMIT");
+  });
+  const again = await open(tmp.path);
+  try {
+    assert.equal(again.treeSize, 5);
+    for (const id of late) {
+      await verifyTransparencyProof(
+        certificateLogLeaf(id.der, again.rootDer),
+        (await again.proof(id.serial))!,
+        again.log.verifiers,
+      );
+    }
+    assert.equal((await again.audit()).entries, 5);
+  } finally {
+    await again.close();
+  }
+});
+
 Deno.test("a process killed mid-way through 1,000 issuances leaves a CA that opens and verifies", async () => {
   await using tmp = await tempDb();
   const child = issueLoop(`sqlite:${tmp.path}`, 1000);

@@ -439,13 +439,12 @@ export class PostgresCaStore implements CaStore {
   /** Stores a tree head unless one of that size is stored; returns the stored one. */
   addTreeHead(head: StoredTreeHead): Promise<StoredTreeHead> {
     return this.#op("cannot store the tree head", async (sql) => {
-      const [row] = await sql`
-        WITH ins AS (
-          INSERT INTO tree_heads (tree_size, note) VALUES (${head.size}, ${head.note})
-          ON CONFLICT DO NOTHING RETURNING tree_size, note)
-        SELECT tree_size, note FROM ins
-        UNION ALL SELECT tree_size, note FROM tree_heads WHERE tree_size = ${head.size}
-        LIMIT 1`;
+      const [inserted] = await sql`
+        INSERT INTO tree_heads (tree_size, note) VALUES (${head.size}, ${head.note})
+        ON CONFLICT DO NOTHING RETURNING tree_size, note`;
+      // Another process stored one first: read it (a new statement sees its commit).
+      const [row] = inserted ? [inserted] : await sql`
+        SELECT tree_size, note FROM tree_heads WHERE tree_size = ${head.size}`;
       return decodeHeadRow(row ?? {});
     });
   }
