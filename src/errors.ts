@@ -44,6 +44,7 @@ export type StoqErrorCode =
   | "SAN_IPV4"
   | "NAME_NOT_ALLOWED"
   | "LIFETIME_TOO_LONG"
+  | "MALFORMED"
   | "CSR_TOO_LARGE"
   | "TOO_MANY_SANS"
   | "LOG_TAMPERED"

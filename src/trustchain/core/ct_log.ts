@@ -283,7 +283,8 @@ export class LogSigner implements Disposable {
  * @param entries The new entries (static-ct-api `TileLeaf`s), their `leaf_index` counting on from
  * `range.size`.
  * @returns The compact range after and the complete subtrees the entries completed.
- * @throws {RangeError} When an entry is malformed or out of place.
+ * @throws {StoqError} `MALFORMED` when an entry is malformed.
+ * @throws {RangeError} When an entry is out of place.
  *
  * @example Integrating one entry into the empty tree
  * ```ts
@@ -344,7 +345,8 @@ export class TransparencyLog implements Disposable {
    * @param keys The signing keys.
    * @param entries Existing entries (`TileLeaf`s), in order.
    * @param opts Clock, random source and Falcon signer.
-   * @throws {RangeError} When an entry is malformed or out of place.
+   * @throws {StoqError} `MALFORMED` when an entry is malformed.
+   * @throws {RangeError} When an entry is out of place.
    */
   constructor(
     origin: string,
@@ -382,7 +384,8 @@ export class TransparencyLog implements Disposable {
    *
    * @param entry A static-ct-api `TileLeaf` whose `leaf_index` is the current size.
    * @returns The entry's index.
-   * @throws {RangeError} When the entry is malformed or its `leaf_index` is not the next index.
+   * @throws {StoqError} `MALFORMED` when the entry is malformed.
+   * @throws {RangeError} When its `leaf_index` is not the next index.
    */
   append(entry: Uint8Array): number {
     const leaf = parseTileLeaf(entry);

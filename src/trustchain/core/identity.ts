@@ -293,6 +293,23 @@ export function decodeIdentityRecord(text: string): CaIdentityRecord {
   if (typeof r !== "object" || r === null || Array.isArray(r)) {
     throw _tampered("it is not a JSON object");
   }
+  const known = new Set([
+    "format",
+    "name",
+    "origin",
+    "rootDer",
+    "rootKey",
+    "logKey",
+    "logPublicKey",
+    "falconSecretKey",
+    "falconPublicKey",
+    "keyWrapping",
+    "seal",
+  ]);
+  const unknown = Object.keys(r).find((k) => !known.has(k));
+  if (r.format === IDENTITY_FORMAT && unknown !== undefined) {
+    throw _tampered(`it holds an unknown field ${JSON.stringify(unknown)}`);
+  }
   if (r.format !== IDENTITY_FORMAT) {
     if (r.format === undefined || r.format === 2) {
       throw new StoqError(
@@ -322,7 +339,9 @@ export function decodeIdentityRecord(text: string): CaIdentityRecord {
   const digests = seal?.digests as Record<string, unknown> | null | undefined;
   if (
     typeof seal !== "object" || seal === null || !_isB64(seal.signature) ||
+    Object.keys(seal).length !== 2 ||
     typeof digests !== "object" || digests === null ||
+    Object.keys(digests).length !== COMPONENTS.length ||
     !COMPONENTS.every((c) => _isB64(digests[c]))
   ) {
     throw _tampered("its seal is missing or malformed");
