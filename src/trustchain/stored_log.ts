@@ -165,6 +165,11 @@ export class StoredLog {
       (log.#head?.size ?? 0) < state.range.size
     ) {
       await log.sync();
+      if (log.size < sequenced) {
+        throw logTampered(
+          `${sequenced} entries are sequenced but entry ${log.size} is missing`,
+        );
+      }
     }
     if (trustedCheckpoint !== undefined) {
       await log.#checkTrusted(trustedCheckpoint);
@@ -264,19 +269,13 @@ export class StoredLog {
    * @returns The head's note and size.
    */
   async headCovering(index: number): Promise<StoredTreeHead> {
-    while (!this.#head || this.#head.size <= index) {
-      const before = this.#head?.size ?? 0;
-      // A pass that started before this entry was sequenced may end short of it: go again.
-      await this.#publish();
-      if (
-        (this.#head?.size ?? 0) === before &&
-        (await this.#store.sequencedSize()) <= index
-      ) {
-        throw new StoqError(
-          "STORE_ERROR",
-          `Entry ${index} is not sequenced: the store lost it`,
-        );
+    // A pass that was under way when the entry was sequenced may end short of it; the next one
+    // started after, so it integrates the entry, unless the store lost it.
+    for (let pass = 0; !this.#head || this.#head.size <= index; pass++) {
+      if (pass === 2) {
+        throw logTampered(`sequenced entry ${index} is missing from the store`);
       }
+      await this.#publish();
     }
     return { size: this.#head.size, note: this.#head.note };
   }
@@ -290,20 +289,18 @@ export class StoredLog {
   }
 
   async #integrateAndSign(): Promise<Head | undefined> {
-    const target = await this.#store.sequencedSize();
-    let state = await this.#store.treeState();
-    while (state.range.size < target) {
-      const before = state.range.size;
+    let state: TreeState;
+    let known = this.#head?.size ?? 0;
+    while (true) {
       state = await this.#store.integrate(
         INTEGRATION_BATCH,
         (committed, entries) =>
           integrateVerified(this.#macKey, committed, entries),
       );
-      if (state.range.size === before) {
-        throw logTampered(
-          `${target} entries are sequenced but entry ${before} is missing`,
-        );
-      }
+      // A full batch may have left more behind.
+      const grew = state.range.size - known;
+      known = state.range.size;
+      if (grew < INTEGRATION_BATCH) break;
     }
     checkStateMac(this.#macKey, state);
     if (state.range.size > (this.#head?.size ?? 0)) {

@@ -292,9 +292,11 @@ export class PostgresCaStore implements CaStore {
       "cannot record the issuance (rolled back)",
       (sql) =>
         this.#transaction(sql, async (tx) => {
-          const [row] =
-            await tx`SELECT next_index FROM log_sequence WHERE id = 1 FOR UPDATE`;
-          const first = rowInt(row?.next_index, "LOG_TAMPERED", "next index");
+          // Takes the sequence row's lock until commit: issuers queue here, briefly.
+          const [row] = await tx`
+            UPDATE log_sequence SET next_index = next_index + ${count} WHERE id = 1
+            RETURNING next_index - ${count} AS first`;
+          const first = rowInt(row?.first, "LOG_TAMPERED", "next index");
           const batch = build(first);
           if (batch.length !== count) {
             throw new RangeError(`Cannot sequence ${batch.length} of ${count}`);
@@ -314,15 +316,15 @@ export class PostgresCaStore implements CaStore {
             sct: encodeSctText(c.sct),
             mac: c.mac,
           }));
-          await tx`INSERT INTO log_entries ${
+          await tx`
+            WITH e AS (
+              INSERT INTO log_entries ${
             tx(entries, "leaf_index", "entry", "mac")
-          }`;
-          await tx`INSERT INTO certificates ${
+          }
+            )
+            INSERT INTO certificates ${
             tx(certs, "serial", "leaf_index", "not_after", "sct", "mac")
           }`;
-          await tx`UPDATE log_sequence SET next_index = ${
-            first + count
-          } WHERE id = 1`;
           return first;
         }),
     );
@@ -364,8 +366,12 @@ export class PostgresCaStore implements CaStore {
       "cannot integrate (rolled back)",
       (sql) =>
         this.#transaction(sql, async (tx) => {
-          const [row] =
-            await tx`SELECT size, hashes, mac FROM tree_state WHERE id = 1 FOR UPDATE`;
+          // The tree state row's lock serializes integration between processes. Its commit may
+          // be asynchronous: a lost integration is redone from the sequenced entries (which
+          // commit synchronously), with the same result.
+          const [row] = await tx`
+            SELECT size, hashes, mac, set_config('synchronous_commit', 'off', true)
+            FROM tree_state WHERE id = 1 FOR UPDATE`;
           const before = PostgresCaStore.#state(row);
           const size = before.range.size;
           const rows = await tx`
@@ -380,23 +386,23 @@ export class PostgresCaStore implements CaStore {
               mac: rowBytes(r.mac, "LOG_TAMPERED", "log entry MAC"),
             })),
           );
-          if (nodes.length > 0) {
-            await tx`INSERT INTO tree_nodes ${
-              tx(
-                nodes.map((n) => ({
-                  level: n.level,
-                  idx: n.index,
-                  hash: n.hash,
-                })),
-                "level",
-                "idx",
-                "hash",
-              )
-            }`;
+          const hashes = encodeHashes(state.range.hashes);
+          if (nodes.length === 0) {
+            await tx`UPDATE tree_state SET size = ${state.range.size}, hashes = ${hashes}, mac = ${state.mac} WHERE id = 1`;
+          } else {
+            const values = nodes.map((n) => ({
+              level: n.level,
+              idx: n.index,
+              hash: n.hash,
+            }));
+            await tx`
+              WITH n AS (INSERT INTO tree_nodes ${
+              tx(values, "level", "idx", "hash")
+            })
+              UPDATE tree_state SET size = ${state.range.size}, hashes = ${hashes},
+                mac = ${state.mac}
+              WHERE id = 1`;
           }
-          await tx`UPDATE tree_state SET size = ${state.range.size}, hashes = ${
-            encodeHashes(state.range.hashes)
-          }, mac = ${state.mac} WHERE id = 1`;
           return state;
         }),
     );
