@@ -6,6 +6,7 @@ import {
   CertificateAuthority,
   type CertificateAuthorityOptions,
   certificateLogLeaf,
+  MemoryCaStore,
   SqliteCaStore,
   verifyCertificateFalcon,
   verifyStatus,
@@ -366,4 +367,22 @@ Deno.test("bad CA options are refused with a TypeError or RangeError", async () 
       RangeError,
     );
   });
+  const store = new MemoryCaStore();
+  for (
+    const [bad, type] of [
+      [{ maxCsrBytes: 0 }, RangeError],
+      [{ maxSans: 1.5 }, RangeError],
+      [{ verify: "everything" as "full" }, TypeError],
+      [{ passphrase: "" }, TypeError],
+      [{ passphrase: "a", keyFile: "/dev/null" }, TypeError],
+    ] as const
+  ) {
+    await assert.rejects(
+      CertificateAuthority.open({ name: "opts", store, ...bad }),
+      type,
+      JSON.stringify(bad),
+    );
+  }
+  // Nothing was created by the refused opens.
+  assert.equal(await store.loadIdentity(), undefined);
 });

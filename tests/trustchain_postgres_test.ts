@@ -176,9 +176,9 @@ for (
         [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
       };
     }],
-    ["PostgreSQL", async () => {
+    ["PostgreSQL", () => {
       const dbs = new Map<number, Awaited<ReturnType<typeof freshDatabase>>>();
-      return {
+      return Promise.resolve({
         open: async (n: number) => {
           if (!dbs.has(n)) dbs.set(n, await freshDatabase());
           return await PostgresCaStore.connect(dbs.get(n)!.url);
@@ -186,7 +186,7 @@ for (
         [Symbol.asyncDispose]: async () => {
           for (const db of dbs.values()) await db[Symbol.asyncDispose]();
         },
-      };
+      });
     }],
   ] as const
 ) {

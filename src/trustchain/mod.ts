@@ -201,7 +201,12 @@ export type {
   StoredTreeHead,
   TreeState,
 } from "./store/store.ts";
-export type { CaIdentityRecord } from "./core/identity.ts";
+export type {
+  CaIdentityRecord,
+  IdentityComponent,
+  IdentitySeal,
+} from "./core/identity.ts";
+export type { KeyWrapping } from "./core/key_wrap.ts";
 export { MemoryCaStore } from "./store/memory.ts";
 export { SqliteCaStore } from "./store/sqlite.ts";
 export {

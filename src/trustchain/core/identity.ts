@@ -12,7 +12,11 @@ import { sha256 } from "npm:@noble/hashes@2.4.0/sha2.js";
 import { StoqError } from "../../errors.ts";
 import { generateLogKeys, type LogKeys } from "./ct_log.ts";
 import { type EcdsaSigner, newP256Pkcs8, p256Signer } from "./ecdsa.ts";
-import { FalconSigner, falconVerify, generateFalconKeyPair } from "./falcon.ts";
+import {
+  type FalconSigner,
+  falconVerify,
+  generateFalconKeyPair,
+} from "./falcon.ts";
 import { sealVerifies, storeMacKey } from "./integrity.ts";
 import {
   isKeyWrapping,

@@ -161,13 +161,16 @@ function _connection(url: string): {
  * tree state row and runs the CA's pure integration function; every process signs tree heads over
  * committed states only. One CA per database (or per schema: `?search_path=name`).
  *
- * @example Opening a shared CA database (needs a PostgreSQL server)
- * ```ts ignore
+ * @example Opening a shared CA database (runs when STOQ_TEST_POSTGRES names a server, as in `make test`)
+ * ```ts
  * import { CertificateAuthority, PostgresCaStore } from "../mod.ts";
- * const store = await PostgresCaStore.connect("postgres://stoq@db.internal:5432/ca1");
- * const ca = await CertificateAuthority.open({ name: "ca-1", store });
- * console.log((await ca.provision("my-app")).names); // [ "my-app.stoq.local" ]
- * await ca.close(); // closes the store too
+ * const url = Deno.env.get("STOQ_TEST_POSTGRES"); // e.g. postgres://ca@db.internal:5432/ca1
+ * if (url) {
+ *   const store = await PostgresCaStore.connect(url);
+ *   const ca = await CertificateAuthority.open({ name: "example-ca", store });
+ *   console.log((await ca.provision("my-app")).names); // [ "my-app.stoq.local" ]
+ *   await ca.close(); // closes the store too
+ * }
  * ```
  */
 export class PostgresCaStore implements CaStore {
