@@ -67,6 +67,26 @@ export {
   type StoqTransportOptions,
 } from "./src/transport/mod.ts";
 export {
+  type HandshakeFigures,
+  Phoenix,
+  PHOENIX_ALPN,
+  PhoenixBuilder,
+  PhoenixConnection,
+  phoenixDataDir,
+  type PhoenixMessage,
+  type PhoenixOptions,
+  type PhoenixStats,
+  type PhoenixStream,
+  type RemoteTrustChain,
+  type StreamSource,
+} from "./src/phoenix/mod.ts";
+export {
+  ConnectionPool,
+  type ConnectionPoolOptions,
+  type ConnectionPoolStats,
+  type PoolLease,
+} from "./src/pool/mod.ts";
+export {
   type DevCertificates,
   makeDevCertificates,
 } from "./src/node/dev_cert.ts";

@@ -7,7 +7,11 @@
  */
 
 import { createHash } from "node:crypto";
-import { makeDevCertificates, StoqEndpoint } from "../mod.ts";
+import {
+  makeDevCertificates,
+  type StoqConnectOptions,
+  StoqEndpoint,
+} from "../mod.ts";
 
 /** Bytes per write: the common 64 KiB. */
 export const CHUNK = 64 * 1024;
@@ -191,11 +195,15 @@ async function transfer(
   return seconds;
 }
 
-/** Seconds from the first write until the receiver confirmed every byte, over STOQ. */
+/**
+ * Seconds from the first write until the receiver confirmed every byte, over STOQ; `options`
+ * adds connect options (e.g. `congestionControl`).
+ */
 export async function stoqUpload(
   receiver: Receiver,
   payload: Payload,
   timer?: Timer,
+  options: Partial<StoqConnectOptions> = {},
 ): Promise<number> {
   await using client = new StoqEndpoint();
   const conn = await client.connect({
@@ -203,6 +211,7 @@ export async function stoqUpload(
     port: receiver.port,
     alpnProtocols: ["bench"],
     caCerts: [receiver.ca],
+    ...options,
   });
   return await transfer(
     await conn.createBidirectionalStream(),
@@ -212,17 +221,19 @@ export async function stoqUpload(
   );
 }
 
-/** The same over `Deno.connectQuic`. */
+/** The same over `Deno.connectQuic`; `options` adds connect options. */
 export async function denoUpload(
   receiver: Receiver,
   payload: Payload,
   timer?: Timer,
+  options: Partial<Deno.ConnectQuicOptions<string>> = {},
 ): Promise<number> {
   const conn = await Deno.connectQuic({
     hostname: "::1",
     port: receiver.port,
     alpnProtocols: ["bench"],
     caCerts: [receiver.ca],
+    ...options,
   });
   try {
     return await transfer(

@@ -42,6 +42,37 @@ edit "$src/src/platform/tls_quictls.c" \
   'if ((SecurityConfig->Flags & QUIC_CREDENTIAL_FLAG_USE_TLS_BUILTIN_CERTIFICATE_VALIDATION) &&
         !(SecurityConfig->Flags & QUIC_CREDENTIAL_FLAG_NO_CERTIFICATE_VALIDATION)) {'
 
+# Edit 2 — resumption with client certificates. OpenSSL refuses to resume a session on a server
+# that verifies client certificates unless the context has a session ID context
+# (SSL_R_SESSION_ID_CONTEXT_UNINITIALIZED, sent to the client as an internal_error alert), and
+# msquic never sets one, so every resumed connection to a mutual-TLS listener failed. Set one.
+edit "$src/src/platform/tls_quictls.c" \
+  'SSL_CTX_set_alpn_select_cb(SecurityConfig->SSLCtx, CxPlatTlsAlpnSelectCallback, NULL);' \
+  'SSL_CTX_set_alpn_select_cb(SecurityConfig->SSLCtx, CxPlatTlsAlpnSelectCallback, NULL);
+        SSL_CTX_set_session_id_context(SecurityConfig->SSLCtx, (const unsigned char*)"msquic", 6);'
+
+# Edit 3 — a use-after-free. When the application completes a deferred certificate validation
+# (ConnectionCertificateValidationComplete) after the connection began closing — a client that
+# already finished its TLS 1.3 handshake and left while the server still checked its certificate —
+# msquic resumed the handshake on torn-down TLS state and crashed. Drop such a completion.
+edit "$src/src/core/crypto.c" \
+  '    if (!Crypto->CertValidationPending) {
+        return;
+    }
+
+    Crypto->CertValidationPending = FALSE;
+    if (Result) {' \
+  '    if (!Crypto->CertValidationPending) {
+        return;
+    }
+    if (QuicConnIsClosed(QuicCryptoGetConnection(Crypto))) {
+        Crypto->CertValidationPending = FALSE;
+        return;
+    }
+
+    Crypto->CertValidationPending = FALSE;
+    if (Result) {'
+
 cmake -S "$src" -B "$build/msquic-cmake" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DQUIC_TLS_LIB=quictls -DQUIC_ENABLE_LOGGING=off -DQUIC_BUILD_SHARED=on \
   -DQUIC_OUTPUT_DIR="$build/msquic-cmake/out" >/dev/null
