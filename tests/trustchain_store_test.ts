@@ -465,3 +465,59 @@ Deno.test("a process killed mid-way through 1,000 issuances leaves a CA that ope
     seen,
   );
 });
+
+Deno.test("a CA database of the previous TrustChain is verified and migrated at open, keeping its keys, certificates and log", async () => {
+  await using tmp = await tempDb();
+  const fixture = new URL(
+    "./fixtures/trustchain_legacy_v2.sqlite",
+    import.meta.url,
+  );
+  const { serials, checkpoint } = JSON.parse(
+    await Deno.readTextFile(
+      new URL("./fixtures/trustchain_legacy_v2.json", import.meta.url),
+    ),
+  );
+  // A tampered legacy log is refused and left as it was.
+  await Deno.copyFile(fixture, tmp.path);
+  tamper(tmp.path, (db) => {
+    db.exec(
+      "UPDATE log_entries SET entry = substr(entry, 1, 100) WHERE leaf_index = 2",
+    );
+  });
+  const open = (passphrase?: string) =>
+    CertificateAuthority.open({
+      name: "legacy-ca",
+      store: new SqliteCaStore(tmp.path),
+      trustedCheckpoint: checkpoint,
+      ...(passphrase ? { passphrase } : {}),
+    });
+  await assert.rejects(open(), isCode("LOG_TAMPERED"));
+  tamper(tmp.path, (db) => {
+    const columns = db.prepare("PRAGMA table_info(log_entries)").all();
+    assert.ok(
+      !columns.some((c) => c.name === "mac"),
+      "the legacy file was changed",
+    );
+  });
+  // The untouched file migrates, with its keys wrapped on the way when asked.
+  await Deno.copyFile(fixture, tmp.path);
+  const ca = await open("upgrade");
+  try {
+    assert.equal(ca.treeSize, 4);
+    for (const serial of serials) {
+      const proof = (await ca.proof(serial))!;
+      assert.equal(proof.treeHead.split("\n")[1], "4");
+    }
+    assert.equal((await ca.status(serials[1])).status, "revoked");
+    assert.equal((await ca.status(serials[3])).status, "revoked");
+    assert.equal((await ca.status(serials[0])).status, "good");
+    assert.equal((await ca.audit()).certificates, 4);
+    await ca.provision("after-migration");
+  } finally {
+    await ca.close();
+  }
+  const again = await open("upgrade");
+  assert.equal(again.treeSize, 5);
+  await again.close();
+  await assert.rejects(open(), isCode("CA_LOCKED"));
+});

@@ -33,6 +33,7 @@ import {
   checkFalconPair,
   createIdentityRecord,
   decodeIdentityRecord,
+  decodeLegacyIdentity,
   encodeIdentityRecord,
   loadIdentity,
 } from "./core/identity.ts";
@@ -83,6 +84,7 @@ import {
   type SignedStatus,
   signStatus,
 } from "./core/status.ts";
+import { migrateLegacyStore } from "./migrate.ts";
 import { type LogAudit, StoredLog } from "./stored_log.ts";
 import type {
   CaStore,
@@ -403,6 +405,17 @@ export class CertificateAuthority implements AsyncDisposable {
     const now = opts.now ?? (() => new Date());
     const random = opts.random ?? SYSTEM_RANDOM;
     let text = await opts.store.loadIdentity();
+    const legacy = text === undefined ? undefined : decodeLegacyIdentity(text);
+    if (legacy) {
+      // Written by the previous TrustChain: verified, then upgraded in place (same keys).
+      if (legacy.name !== opts.name) {
+        throw new StoqError(
+          "STORE_ERROR",
+          `This store holds CA ${legacy.name}, not ${opts.name}`,
+        );
+      }
+      text = await migrateLegacyStore(opts.store, legacy, random, secret);
+    }
     if (text === undefined) {
       const created = await createIdentityRecord(
         opts.name,

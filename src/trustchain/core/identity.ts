@@ -27,7 +27,7 @@ import {
   wrapKey,
   wrappingKey,
 } from "./key_wrap.ts";
-import type { RandomSource } from "./random.ts";
+import { type RandomSource, SYSTEM_RANDOM } from "./random.ts";
 import * as der from "./_der.ts";
 import {
   buf,
@@ -226,6 +226,50 @@ export async function createIdentityRecord(
     ],
   });
   const logKeys = await generateLogKeys(generateFalconKeyPair(random), random);
+  const record = await sealIdentity(
+    {
+      name,
+      origin,
+      rootDer: new Uint8Array(root.rawData),
+      rootPkcs8: rootKey.pkcs8,
+      logKeys,
+    },
+    random,
+    secret,
+  );
+  rootKey.pkcs8.fill(0);
+  return record;
+}
+
+/** The keys and root an identity record is made of, before sealing. */
+export interface IdentityKeys {
+  /** The CA name. */
+  name: string;
+  /** The log origin. */
+  origin: string;
+  /** The root certificate DER. */
+  rootDer: Uint8Array;
+  /** The root's PKCS#8 private key. */
+  rootPkcs8: Uint8Array;
+  /** The log's keys. */
+  logKeys: LogKeys;
+}
+
+/**
+ * Makes the stored record of an identity: wraps its private keys when a secret is given, and
+ * seals every component with the root key.
+ *
+ * @param keys The keys and root.
+ * @param random Hedging, salt and IV bytes.
+ * @param secret A passphrase or key file to wrap the private keys with.
+ * @returns The record.
+ */
+export async function sealIdentity(
+  keys: IdentityKeys,
+  random: RandomSource,
+  secret?: KeySecret,
+): Promise<CaIdentityRecord> {
+  const { name, logKeys } = keys;
   let protect = (bytes: Uint8Array, _role: string) =>
     Promise.resolve(toBase64(bytes));
   let keyWrapping: KeyWrapping | undefined;
@@ -237,9 +281,9 @@ export async function createIdentityRecord(
   const unsealed: Omit<CaIdentityRecord, "seal"> = {
     format: IDENTITY_FORMAT,
     name,
-    origin,
-    rootDer: toBase64(new Uint8Array(root.rawData)),
-    rootKey: await protect(rootKey.pkcs8, "root"),
+    origin: keys.origin,
+    rootDer: toBase64(keys.rootDer),
+    rootKey: await protect(keys.rootPkcs8, "root"),
     logKey: await protect(logKeys.privateKey, "log"),
     logPublicKey: toBase64(logKeys.spki),
     falconSecretKey: await protect(logKeys.falcon.secretKey, "falcon"),
@@ -247,10 +291,9 @@ export async function createIdentityRecord(
     ...(keyWrapping ? { keyWrapping } : {}),
   };
   const digests = _digests(unsealed);
-  const signature = p256Signer(rootKey.pkcs8, random, rootKey.spki).sign(
+  const signature = p256Signer(keys.rootPkcs8, random).sign(
     _sealMessage(digests),
   );
-  rootKey.pkcs8.fill(0);
   return {
     ...unsealed,
     seal: {
@@ -260,6 +303,57 @@ export async function createIdentityRecord(
       signature: toBase64(signature),
     },
   };
+}
+
+/**
+ * Reads an identity record of format 2 (TrustChain before sealed records): its keys in the clear,
+ * checked against their public keys, for migrating the store that holds it.
+ *
+ * @param text The stored JSON.
+ * @returns The keys and root, or `undefined` when the record is not of format 2.
+ * @throws {StoqError} `CA_TAMPERED` when it is a malformed format 2 record.
+ */
+export function decodeLegacyIdentity(text: string): IdentityKeys | undefined {
+  let r: Record<string, unknown>;
+  try {
+    r = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof r !== "object" || r === null || r.format !== 2) return undefined;
+  try {
+    const field = (f: string) => {
+      if (typeof r[f] !== "string") throw new TypeError(`'${f}' is missing`);
+      return r[f] as string;
+    };
+    const rootDer = fromBase64(field("rootDer"));
+    const rootPkcs8 = fromBase64(field("rootKey"));
+    const logPkcs8 = fromBase64(field("logKey"));
+    const logSpki = fromBase64(field("logPublicKey"));
+    const rootSpki = der.certificateParts(rootDer).spki;
+    if (!equalBytes(p256Signer(rootPkcs8, SYSTEM_RANDOM).spki, rootSpki)) {
+      throw new TypeError("the root key does not match the root certificate");
+    }
+    if (!equalBytes(p256Signer(logPkcs8, SYSTEM_RANDOM).spki, logSpki)) {
+      throw new TypeError("the log key does not match its public key");
+    }
+    return {
+      name: field("name"),
+      origin: field("origin"),
+      rootDer,
+      rootPkcs8,
+      logKeys: {
+        privateKey: logPkcs8,
+        spki: logSpki,
+        falcon: {
+          secretKey: fromBase64(field("falconSecretKey")),
+          publicKey: fromBase64(field("falconPublicKey")),
+        },
+      },
+    };
+  } catch (cause) {
+    throw _tampered("a format 2 record that does not load", cause);
+  }
 }
 
 /**

@@ -8,7 +8,7 @@
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { StoqError } from "../../errors.ts";
-import type { NodeId } from "../core/merkle.ts";
+import type { NodeId, TreeNode } from "../core/merkle.ts";
 import {
   checkContiguous,
   checkRange,
@@ -72,6 +72,36 @@ CREATE TABLE IF NOT EXISTS revocation_seal (id INTEGER PRIMARY KEY CHECK (id = 1
 `;
 
 type Row = Record<string, unknown>;
+
+/** What a database of the earlier format (identity format 2) holds. */
+export interface LegacyCaData {
+  /** The log entries, by index. */
+  entries: Uint8Array[];
+  /** The certificate records (without MACs), by index. */
+  certificates: Omit<CertificateRecord, "mac">[];
+  /** The signed tree heads, by size. */
+  heads: StoredTreeHead[];
+  /** The revocations, in the order they were made. */
+  revocations: RevocationRecord[];
+}
+
+/** What {@linkcode SqliteCaStore.completeMigration} writes. */
+export interface LegacyMigration {
+  /** The sealed identity record (JSON). */
+  identity: string;
+  /** Each entry's MAC, by index. */
+  entryMacs: Uint8Array[];
+  /** Each certificate record's MAC. */
+  certificateMacs: { serial: string; mac: Uint8Array }[];
+  /** The revocations, in chain order. */
+  revocations: RevocationRecord[];
+  /** The revocation chain's seal, if anything was revoked. */
+  seal?: RevocationSeal;
+  /** Every complete subtree of the log. */
+  nodes: TreeNode[];
+  /** The committed tree. */
+  state: TreeState;
+}
 type Param = string | number | Uint8Array | null;
 
 /**
@@ -93,6 +123,7 @@ export class SqliteCaStore implements CaStore {
   /** The database file path. */
   readonly path: string;
   #db: DatabaseSync | undefined;
+  #legacy = false;
   // Prepared statements, kept for the life of the connection (issuance runs the same few).
   #statements = new Map<string, StatementSync>();
 
@@ -116,7 +147,13 @@ export class SqliteCaStore implements CaStore {
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
       );
       this.#db.exec("PRAGMA busy_timeout=10000;");
-      this.#db.exec(SCHEMA);
+      // A database an earlier TrustChain wrote (no MACs) is left as it is until the CA
+      // migrates it (see readLegacy).
+      const columns = this.#db.prepare("PRAGMA table_info(log_entries)")
+        .all() as Row[];
+      this.#legacy = columns.length > 0 &&
+        !columns.some((c) => c.name === "mac");
+      if (!this.#legacy) this.#db.exec(SCHEMA);
     } catch (cause) {
       this.#db?.close();
       this.#db = undefined;
@@ -494,6 +531,121 @@ export class SqliteCaStore implements CaStore {
         treeHeads: count("tree_heads"),
         revocations: count("revocations"),
       };
+    });
+  }
+
+  /**
+   * What a database written by an earlier TrustChain (identity format 2: no MACs, no stored tree)
+   * holds, for the CA to migrate it; `undefined` for a current database.
+   *
+   * @returns The legacy rows, in index (entries, certificates), size (heads) and revocation order.
+   */
+  readLegacy(): Promise<LegacyCaData | undefined> {
+    return this.#op("cannot read the earlier format", () => {
+      if (!this.#legacy) return undefined;
+      const entries = this.#all(
+        "SELECT leaf_index, entry FROM log_entries ORDER BY leaf_index",
+      );
+      checkContiguous(entries.map((r) => r.leaf_index), 0);
+      return {
+        entries: entries.map((r) =>
+          rowBytes(r.entry, "LOG_TAMPERED", "log entry")
+        ),
+        certificates: this.#all(
+          "SELECT serial, leaf_index, not_after, sct FROM certificates ORDER BY leaf_index",
+        ).map((r) => {
+          const { mac: _, ...fields } = decodeCertificateRow({
+            ...r,
+            mac: new Uint8Array(0),
+          });
+          return fields;
+        }),
+        heads: this.#all(
+          "SELECT tree_size, note FROM tree_heads ORDER BY tree_size",
+        ).map(decodeHeadRow),
+        revocations: this.#all(
+          "SELECT serial, reason, revoked_at FROM revocations ORDER BY revoked_at, rowid",
+        ).map(decodeRevocationRow),
+      };
+    });
+  }
+
+  /**
+   * Turns a database written by an earlier TrustChain into the current format, in one
+   * transaction: the rows' MACs, the stored tree, the revocation chain and the sealed identity.
+   *
+   * @param migration What the CA computed from {@linkcode SqliteCaStore.readLegacy}.
+   */
+  completeMigration(migration: LegacyMigration): Promise<void> {
+    return this.#op("cannot migrate the earlier format (rolled back)", () => {
+      if (!this.#legacy) {
+        throw new StoqError(
+          "STORE_ERROR",
+          "This database is not of the earlier format",
+        );
+      }
+      const db = this.#conn;
+      this.#transaction(() => {
+        db.exec(`
+          ALTER TABLE log_entries ADD COLUMN mac BLOB NOT NULL DEFAULT x'';
+          ALTER TABLE certificates ADD COLUMN mac BLOB NOT NULL DEFAULT x'';
+          ALTER TABLE revocations RENAME TO legacy_revocations;
+        `);
+        db.exec(SCHEMA);
+        migration.entryMacs.forEach((mac, i) =>
+          this.#run(
+            "UPDATE log_entries SET mac = ? WHERE leaf_index = ?",
+            mac,
+            i,
+          )
+        );
+        for (const { serial, mac } of migration.certificateMacs) {
+          this.#run(
+            "UPDATE certificates SET mac = ? WHERE serial = ?",
+            mac,
+            serial,
+          );
+        }
+        for (const r of migration.revocations) {
+          this.#run(
+            "INSERT INTO revocations (serial, reason, revoked_at) VALUES (?, ?, ?)",
+            r.serial,
+            r.reason,
+            r.revokedAt,
+          );
+        }
+        db.exec("DROP TABLE legacy_revocations");
+        if (migration.seal) {
+          this.#run(
+            "INSERT INTO revocation_seal (id, seal) VALUES (1, ?)",
+            encodeSealText(migration.seal),
+          );
+        }
+        for (const n of migration.nodes) {
+          this.#run(
+            "INSERT INTO tree_nodes (level, idx, hash) VALUES (?, ?, ?)",
+            n.level,
+            n.index,
+            n.hash,
+          );
+        }
+        this.#run(
+          "UPDATE tree_state SET size = ?, hashes = ?, mac = ? WHERE id = 1",
+          migration.state.range.size,
+          encodeHashes(migration.state.range.hashes),
+          migration.state.mac,
+        );
+        this.#run(
+          "UPDATE log_sequence SET next_index = ? WHERE id = 1",
+          migration.entryMacs.length,
+        );
+        this.#run(
+          "UPDATE identity SET record = ? WHERE id = 1",
+          migration.identity,
+        );
+      });
+      this.#statements.clear();
+      this.#legacy = false;
     });
   }
 
