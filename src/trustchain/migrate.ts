@@ -34,7 +34,11 @@ import { appendLeaves, compactRangeRoot } from "./core/merkle.ts";
 import type { RandomSource } from "./core/random.ts";
 import * as der from "./core/_der.ts";
 import { equalBytes, toBase64 } from "./core/_bytes.ts";
-import { SqliteCaStore } from "./store/sqlite.ts";
+import {
+  completeSqliteMigration,
+  readLegacySqlite,
+  SqliteCaStore,
+} from "./store/sqlite.ts";
 import type { CaStore } from "./store/store.ts";
 
 /**
@@ -55,7 +59,7 @@ export async function migrateLegacyStore(
   secret?: KeySecret,
 ): Promise<string> {
   const legacy = store instanceof SqliteCaStore
-    ? await store.readLegacy()
+    ? await readLegacySqlite(store)
     : undefined;
   if (!legacy || !(store instanceof SqliteCaStore)) {
     throw new StoqError(
@@ -120,7 +124,7 @@ export async function migrateLegacyStore(
   let chain = EMPTY_CHAIN;
   for (const r of revocations) chain = chainRevocation(chain, r);
   const identity = encodeIdentityRecord(record);
-  await store.completeMigration({
+  await completeSqliteMigration(store, {
     identity,
     entryMacs: entries.map((e, i) => entryMac(macKey, i, e)),
     certificateMacs: certificates.map((c) => ({

@@ -104,6 +104,16 @@ export interface LegacyMigration {
 }
 type Param = string | number | Uint8Array | null;
 
+/** The legacy rows of a database of the earlier format, `undefined` for a current one (internal). */
+export let readLegacySqlite: (
+  store: SqliteCaStore,
+) => Promise<LegacyCaData | undefined>;
+/** Migrates a database of the earlier format in one transaction (internal). */
+export let completeSqliteMigration: (
+  store: SqliteCaStore,
+  migration: LegacyMigration,
+) => Promise<void>;
+
 /**
  * A {@linkcode CaStore} in one SQLite database file (`node:sqlite`), in WAL mode. Each sequencing
  * and each integration step is one transaction, so a process killed mid-issuance leaves the last
@@ -120,6 +130,11 @@ type Param = string | number | Uint8Array | null;
  * ```
  */
 export class SqliteCaStore implements CaStore {
+  static {
+    readLegacySqlite = (store) => store.#readLegacy();
+    completeSqliteMigration = (store, m) => store.#completeMigration(m);
+  }
+
   /** The database file path. */
   readonly path: string;
   #db: DatabaseSync | undefined;
@@ -540,7 +555,7 @@ export class SqliteCaStore implements CaStore {
    *
    * @returns The legacy rows, in index (entries, certificates), size (heads) and revocation order.
    */
-  readLegacy(): Promise<LegacyCaData | undefined> {
+  #readLegacy(): Promise<LegacyCaData | undefined> {
     return this.#op("cannot read the earlier format", () => {
       if (!this.#legacy) return undefined;
       const entries = this.#all(
@@ -574,9 +589,9 @@ export class SqliteCaStore implements CaStore {
    * Turns a database written by an earlier TrustChain into the current format, in one
    * transaction: the rows' MACs, the stored tree, the revocation chain and the sealed identity.
    *
-   * @param migration What the CA computed from {@linkcode SqliteCaStore.readLegacy}.
+   * @param migration What the CA computed from the legacy rows.
    */
-  completeMigration(migration: LegacyMigration): Promise<void> {
+  #completeMigration(migration: LegacyMigration): Promise<void> {
     return this.#op("cannot migrate the earlier format (rolled back)", () => {
       if (!this.#legacy) {
         throw new StoqError(
