@@ -367,8 +367,15 @@ export function encodeIdentityRecord(record: CaIdentityRecord): string {
 }
 
 const B64 = /^[A-Za-z0-9+/]*={0,2}$/;
-const _isB64 = (v: unknown): boolean =>
-  typeof v === "string" && v.length % 4 === 0 && B64.test(v);
+/** Canonical base64 only: one spelling per value, so the record has one stored form. */
+const _isB64 = (v: unknown): boolean => {
+  if (typeof v !== "string" || v.length % 4 !== 0 || !B64.test(v)) return false;
+  try {
+    return toBase64(fromBase64(v)) === v;
+  } catch {
+    return false;
+  }
+};
 const _isKey = (v: unknown): boolean =>
   typeof v === "string" &&
   (_isB64(v) || (v.startsWith("aes256gcm:") && _isB64(v.slice(10))));
