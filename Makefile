@@ -14,7 +14,7 @@ CFLAGS := -O2 -g -fPIC -std=c11 -Wall -Wextra -Werror -fvisibility=default
 DENO_RUN := $(DENO) run -A --unstable-net
 TEST_FLAGS ?=
 
-.PHONY: all deps native go-tools relay test test-asan serve bench bench-compare bench-loss bench-provision bench-baseline bench-handshake bench-connections bench-pool bench-phoenix check clean
+.PHONY: all deps native go-tools pg-start pg-stop relay test test-asan serve bench bench-compare bench-loss bench-provision bench-baseline bench-handshake bench-connections bench-pool bench-phoenix check clean
 
 all: native
 
@@ -124,6 +124,48 @@ $(GO_BIN)/ctcheck: $(wildcard tools/ctcheck/*.go) tools/ctcheck/go.mod tools/ctc
 
 go-tools: $(GO_BIN)/zlint $(GO_BIN)/ctcheck
 
+# ---- PostgreSQL for TrustChain's store tests and benchmarks -------------------------------
+# A throw-away cluster: `pg-start` runs initdb into build/pg/data and starts postgres listening on
+# a Unix socket only (in build/pg, or a /tmp directory when that path is too long for a socket;
+# a random port number names it), trust authentication for the user `stoq`. initdb and postgres
+# refuse to run as root, so as root they run as the `postgres` user Debian's package creates.
+# build/pg/url is the connection URL tests and benchmarks read. `pg-stop` stops the cluster and
+# deletes it; `make test` and `bench-provision --store postgres` stop it when they finish, and
+# `pg-start` first stops one a killed run left behind.
+PG_DIR := $(BUILD)/pg
+PG_BIN = $$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+PG_AS = $$( [ "$$(id -u)" = 0 ] && echo runuser -u postgres -- )
+
+$(BUILD)/.apt-pg:
+	@mkdir -p $(BUILD)
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "installing Debian package: postgresql"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; \
+	fi
+	@touch $@
+
+pg-start: $(BUILD)/.apt-pg pg-stop
+	@set -e; dir=$(abspath $(PG_DIR)); mkdir -p $$dir; sock=$$dir; \
+	if [ $${#sock} -gt 80 ]; then sock=$$(mktemp -d /tmp/stoq-pg.XXXXXX); echo $$sock > $$dir/socket-dir; fi; \
+	if [ "$$(id -u)" = 0 ]; then chown postgres: $$dir $$sock; fi; \
+	$(PG_AS) $(PG_BIN)/initdb -D $$dir/data -U stoq --auth=trust -E UTF8 --no-locale > $$dir/initdb.log; \
+	port=$$(shuf -i 20000-60000 -n 1); \
+	$(PG_AS) $(PG_BIN)/pg_ctl -D $$dir/data -l $$dir/server.log -w -t 60 \
+	  -o "-c listen_addresses='' -k $$sock -p $$port" start > /dev/null \
+	  || { echo "PostgreSQL did not start: see $$dir/server.log" >&2; exit 1; }; \
+	echo "postgres://stoq@localhost/postgres?host=$$sock&port=$$port" > $$dir/url; \
+	echo "PostgreSQL $$($(PG_BIN)/postgres --version | awk '{print $$3}') (throw-away cluster): $$(cat $$dir/url)"
+
+pg-stop:
+	@dir=$(abspath $(PG_DIR)); \
+	if [ -f $$dir/data/postmaster.pid ]; then \
+	  $(PG_AS) $(PG_BIN)/pg_ctl -D $$dir/data -m fast -w -t 30 stop > /dev/null \
+	    || $(PG_AS) $(PG_BIN)/pg_ctl -D $$dir/data -m immediate -w stop > /dev/null || true; \
+	fi; \
+	if [ -f $$dir/socket-dir ]; then rm -rf "$$(cat $$dir/socket-dir)"; fi; \
+	rm -rf $$dir
+
 # The lossy-network relay the loss tests and `bench-loss` put between client and server.
 $(BUILD)/lossy_relay: testing/lossy_relay.c | $(BUILD)/.apt
 	$(CC) -O2 -g -std=c11 -Wall -Wextra -Werror -o $@ $<
@@ -162,8 +204,11 @@ $(ASAN_DIR)/canary.so: testing/asan_canary.c $(BUILD)/.apt-asan
 	$(CC) $(CFLAGS) $(ASAN_FLAGS) -shared -o $@ $<
 
 # ---- jobs -----------------------------------------------------------------------------------
-test: native go-tools relay
-	$(DENO) test -A --unstable-net --doc $(TEST_FLAGS)
+# The TrustChain store tests run against the throw-away PostgreSQL cluster (STOQ_TEST_POSTGRES).
+test: native go-tools relay pg-start
+	@status=0; STOQ_TEST_POSTGRES=$$(cat $(PG_DIR)/url) \
+	  $(DENO) test -A --unstable-net --doc $(TEST_FLAGS) || status=$$?; \
+	$(MAKE) -s pg-stop; exit $$status
 
 # The transport tests against the sanitized shim, after checking that it is the one loaded and
 # that a sanitizer report really fails the run.
@@ -209,8 +254,11 @@ bench-connections: native $(BUILD)/dev-certs/cert.pem
 bench-loss: native relay
 	$(DENO_RUN) bench/loss.ts
 
-bench-provision: deps
-	$(DENO_RUN) bench/provision.ts
+# `deno task bench:provision --store postgres` adds PostgreSQL (a throw-away cluster) beside SQLite.
+bench-provision: native
+	@status=0; case " $(ARGS) " in *postgres*) $(MAKE) -s pg-start;; esac; \
+	STOQ_BENCH_POSTGRES=$$(cat $(PG_DIR)/url 2>/dev/null) $(DENO_RUN) bench/provision.ts $(ARGS) || status=$$?; \
+	case " $(ARGS) " in *postgres*) $(MAKE) -s pg-stop;; esac; exit $$status
 
 # Phoenix: pooled against cold connects, and messages/streams/multiplexed sends to a peer app.
 bench-pool: native

@@ -171,7 +171,7 @@ Deno.test("rotation keeps a live STOQ connection and gives new connections the n
     identity?.close();
     await client.close();
     await server.close();
-    ca.close();
+    await ca.close();
   }
 });
 
@@ -246,7 +246,7 @@ Deno.test("a STOQ client rejects a removed member's certificate and accepts a cu
     for (const l of listeners) l.close();
     await client.close();
     for (const s of servers) await s.close();
-    for (const ca of [a, b, c]) ca.close();
+    for (const ca of [a, b, c]) await ca.close();
   }
 });
 
@@ -314,7 +314,7 @@ Deno.test("mutual TLS accepts federation client certificates and refuses unknown
     listener?.close();
     await client.close();
     await server.close();
-    for (const ca of [a, b, outsider]) ca.close();
+    for (const ca of [a, b, outsider]) await ca.close();
   }
 });
 
@@ -425,7 +425,7 @@ Deno.test("the CA service provisions a remote app end to end over STOQ", async (
     await userNode.close();
     await appNode.close();
     await caNode.close();
-    ca.close();
+    await ca.close();
   }
 });
 
@@ -532,7 +532,7 @@ Deno.test("the CA service answers bad requests with clear error codes", async ()
     for (const close of closers.reverse()) await close();
     await node.close();
     await caNode.close();
-    ca.close();
-    other.close();
+    await ca.close();
+    await other.close();
   }
 });
