@@ -215,14 +215,13 @@ export async function userCaIdentity(
         chainDer: [issued.der, ca.rootDer],
       };
     },
-    close() {
-      if (closed) return Promise.resolve();
+    async close() {
+      if (closed) return;
       closed = true;
       if (--shared.users === 0) {
         userCas.delete(dataDir);
-        ca.close();
+        await ca.close();
       }
-      return Promise.resolve();
     },
   };
 }
