@@ -14,7 +14,7 @@ CFLAGS := -O2 -g -fPIC -std=c11 -Wall -Wextra -Werror -fvisibility=default
 DENO_RUN := $(DENO) run -A --unstable-net
 TEST_FLAGS ?=
 
-.PHONY: all deps native go-tools test serve bench bench-compare bench-file bench-idle bench-provision bench-baseline bench-handshake bench-connections check clean
+.PHONY: all deps native go-tools pg-start pg-stop relay test test-asan serve bench bench-compare bench-file bench-idle bench-loss bench-provision bench-baseline bench-handshake bench-connections bench-pool bench-phoenix check clean
 
 all: native
 
@@ -94,7 +94,16 @@ $(LIBDIR)/libstoq_falcon.so: $(wildcard native/falcon/*.c native/falcon/*.h) | $
 	$(CC) -shared -o $@ $$objs $(BUILD)/falcon/fips202.o $(BUILD)/falcon/falcon.o
 	@echo "built $@"
 
+# `make native` also installs the libraries for this user, where STOQ imported from a URL finds
+# them (ffi/library.ts): $XDG_CACHE_HOME/stoq/lib/abi-<N>, else ~/.cache/stoq/lib/abi-<N>. Each file
+# is replaced by a rename, so processes that have the old one loaded keep running.
+STOQ_ABI := $(shell sed -n 's/^\#define STOQ_ABI_VERSION \([0-9]*\)u/\1/p' native/stoq.h)
+USER_LIB_DIR := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/stoq/lib/abi-$(STOQ_ABI)
+
 native: deps $(LIBDIR)/libstoq.so $(LIBDIR)/libstoq_falcon.so
+	@mkdir -p $(USER_LIB_DIR) && for f in libstoq.so libstoq_falcon.so libmsquic.so.2; do \
+	  cp -L $(LIBDIR)/$$f $(USER_LIB_DIR)/.$$f.tmp && mv -f $(USER_LIB_DIR)/.$$f.tmp $(USER_LIB_DIR)/$$f; \
+	done
 
 # ---- Go tools the TrustChain tests check against (modules from the Go module proxy) ----------
 # zlint lints issued certificates; tools/ctcheck verifies SCTs, inclusion proofs and the
@@ -115,9 +124,97 @@ $(GO_BIN)/ctcheck: $(wildcard tools/ctcheck/*.go) tools/ctcheck/go.mod tools/ctc
 
 go-tools: $(GO_BIN)/zlint $(GO_BIN)/ctcheck
 
+# ---- PostgreSQL for TrustChain's store tests and benchmarks -------------------------------
+# A throw-away cluster: `pg-start` runs initdb into build/pg/data and starts postgres listening on
+# a Unix socket only (in build/pg, or a /tmp directory when that path is too long for a socket;
+# a random port number names it), trust authentication for the user `stoq`. initdb and postgres
+# refuse to run as root, so as root they run as the `postgres` user Debian's package creates.
+# build/pg/url is the connection URL tests and benchmarks read. `pg-stop` stops the cluster and
+# deletes it; `make test` and `bench-provision --store postgres` stop it when they finish, and
+# `pg-start` first stops one a killed run left behind.
+PG_DIR := $(BUILD)/pg
+PG_BIN = $$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+PG_AS = $$( [ "$$(id -u)" = 0 ] && echo runuser -u postgres -- )
+
+$(BUILD)/.apt-pg:
+	@mkdir -p $(BUILD)
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "installing Debian package: postgresql"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; \
+	fi
+	@touch $@
+
+pg-start: $(BUILD)/.apt-pg pg-stop
+	@set -e; dir=$(abspath $(PG_DIR)); mkdir -p $$dir; sock=$$dir; \
+	if [ $${#sock} -gt 80 ]; then sock=$$(mktemp -d /tmp/stoq-pg.XXXXXX); echo $$sock > $$dir/socket-dir; fi; \
+	if [ "$$(id -u)" = 0 ]; then chown postgres: $$dir $$sock; fi; \
+	$(PG_AS) $(PG_BIN)/initdb -D $$dir/data -U stoq --auth=trust -E UTF8 --no-locale > $$dir/initdb.log; \
+	port=$$(shuf -i 20000-60000 -n 1); \
+	$(PG_AS) $(PG_BIN)/pg_ctl -D $$dir/data -l $$dir/server.log -w -t 60 \
+	  -o "-c listen_addresses='' -k $$sock -p $$port" start > /dev/null \
+	  || { echo "PostgreSQL did not start: see $$dir/server.log" >&2; exit 1; }; \
+	echo "postgres://stoq@localhost/postgres?host=$$sock&port=$$port" > $$dir/url; \
+	echo "PostgreSQL $$($(PG_BIN)/postgres --version | awk '{print $$3}') (throw-away cluster): $$(cat $$dir/url)"
+
+pg-stop:
+	@dir=$(abspath $(PG_DIR)); \
+	if [ -f $$dir/data/postmaster.pid ]; then \
+	  $(PG_AS) $(PG_BIN)/pg_ctl -D $$dir/data -m fast -w -t 30 stop > /dev/null \
+	    || $(PG_AS) $(PG_BIN)/pg_ctl -D $$dir/data -m immediate -w stop > /dev/null || true; \
+	fi; \
+	if [ -f $$dir/socket-dir ]; then rm -rf "$$(cat $$dir/socket-dir)"; fi; \
+	rm -rf $$dir
+
+# The lossy-network relay the loss tests and `bench-loss` put between client and server.
+$(BUILD)/lossy_relay: testing/lossy_relay.c | $(BUILD)/.apt
+	$(CC) -O2 -g -std=c11 -Wall -Wextra -Werror -o $@ $<
+
+relay: $(BUILD)/lossy_relay
+
+# ---- sanitizers: the shim with ASan + UBSan in its own build dir ------------------------------
+# Deno is not instrumented, so the ASan runtime is preloaded; leak detection is off because the
+# leaks it would find are Deno's and V8's (the tests count native handles instead). Any report
+# ends the process with an error (halt_on_error, -fno-sanitize-recover), which fails the target.
+ASAN_DIR := $(BUILD)/asan
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+ASAN_ENV = STOQ_LIB=$(abspath $(ASAN_DIR)/lib/libstoq.so) \
+  LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
+  ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:detect_stack_use_after_return=1 \
+  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+TRANSPORT_TESTS := $(wildcard tests/transport_*_test.ts)
+
+# gcc's sanitizer runtimes (Debian: libasan8, libubsan1, which gcc normally brings along).
+$(BUILD)/.apt-asan: | $(BUILD)/.apt
+	@if ! [ -e "$$($(CC) -print-file-name=libasan.so)" ] || ! [ -e "$$($(CC) -print-file-name=libubsan.so)" ]; then \
+	  echo "installing the sanitizer runtimes: libasan8 libubsan1"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libasan8 libubsan1 >/dev/null; \
+	fi
+	@touch $@
+
+$(ASAN_DIR)/lib/libstoq.so: $(NATIVE_SRC) $(NATIVE_HDR) $(LIBDIR)/libmsquic.so.2 $(BUILD)/msquic-include $(BUILD)/.apt-asan
+	@mkdir -p $(ASAN_DIR)/lib
+	ln -sf ../../lib/libmsquic.so.2 $(ASAN_DIR)/lib/libmsquic.so.2
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) -I$(BUILD)/msquic-include -shared -o $@ $(NATIVE_SRC) \
+	  -L$(LIBDIR) -l:libmsquic.so.2 -luring -lcrypto -lpthread -Wl,-rpath,'$$ORIGIN' -Wl,-z,nodelete
+
+$(ASAN_DIR)/canary.so: testing/asan_canary.c $(BUILD)/.apt-asan
+	@mkdir -p $(ASAN_DIR)
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) -shared -o $@ $<
+
 # ---- jobs -----------------------------------------------------------------------------------
-test: native go-tools
-	$(DENO) test -A --unstable-net --doc $(TEST_FLAGS)
+# The TrustChain store tests run against the throw-away PostgreSQL cluster (STOQ_TEST_POSTGRES).
+test: native go-tools relay pg-start
+	@status=0; STOQ_TEST_POSTGRES=$$(cat $(PG_DIR)/url) \
+	  $(DENO) test -A --unstable-net --doc $(TEST_FLAGS) || status=$$?; \
+	$(MAKE) -s pg-stop; exit $$status
+
+# The transport tests against the sanitized shim, after checking that it is the one loaded and
+# that a sanitizer report really fails the run.
+test-asan: native relay $(ASAN_DIR)/lib/libstoq.so $(ASAN_DIR)/canary.so
+	$(ASAN_ENV) $(DENO_RUN) testing/asan_check.ts $(abspath $(ASAN_DIR)/canary.so)
+	$(ASAN_ENV) $(DENO) test -A --unstable-net $(TEST_FLAGS) $(TRANSPORT_TESTS)
 
 serve: native
 	$(DENO_RUN) src/node/serve.ts $(ARGS)
@@ -162,8 +259,21 @@ bench-handshake: native $(BUILD)/c_handshake $(BUILD)/dev-certs/cert.pem
 bench-connections: native $(BUILD)/dev-certs/cert.pem
 	$(DENO_RUN) bench/connections.ts
 
-bench-provision: deps
-	$(DENO_RUN) bench/provision.ts
+bench-loss: native relay
+	$(DENO_RUN) bench/loss.ts
+
+# `deno task bench:provision --store postgres` adds PostgreSQL (a throw-away cluster) beside SQLite.
+bench-provision: native
+	@status=0; case " $(ARGS) " in *postgres*) $(MAKE) -s pg-start;; esac; \
+	STOQ_BENCH_POSTGRES=$$(cat $(PG_DIR)/url 2>/dev/null) $(DENO_RUN) bench/provision.ts $(ARGS) || status=$$?; \
+	case " $(ARGS) " in *postgres*) $(MAKE) -s pg-stop;; esac; exit $$status
+
+# Phoenix: pooled against cold connects, and messages/streams/multiplexed sends to a peer app.
+bench-pool: native
+	$(DENO_RUN) bench/pool.ts
+
+bench-phoenix: native
+	$(DENO_RUN) bench/phoenix.ts
 
 check: deps
 	$(DENO) fmt --check

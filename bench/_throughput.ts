@@ -17,6 +17,7 @@
 import { createHash } from "node:crypto";
 import {
   makeDevCertificates,
+  type StoqConnectOptions,
   StoqEndpoint,
   type StoqReceiveStream,
 } from "../mod.ts";
@@ -360,11 +361,15 @@ async function timed(
   return seconds;
 }
 
-/** Seconds for `s` over a new STOQ connection to `server`. */
+/**
+ * Seconds for `s` over a new STOQ connection to `server`; `options` adds connect options (e.g.
+ * `congestionControl`).
+ */
 export async function stoqRun(
   server: Server,
   s: Scenario,
   timer?: Timer,
+  options: Partial<StoqConnectOptions> = {},
 ): Promise<number> {
   await using client = new StoqEndpoint({ profile, gso });
   const conn = await client.connect({
@@ -373,27 +378,81 @@ export async function stoqRun(
     alpnProtocols: ["bench"],
     caCerts: [server.ca],
     ...JSON.parse(Deno.env.get("STOQ_BENCH_OPTS") ?? "{}"),
+    ...options,
   });
   return await timed(conn, s, "STOQ", timer);
 }
 
-/** The same over `Deno.connectQuic`. */
+/** The same over `Deno.connectQuic`; `options` adds connect options. */
 export async function denoRun(
   server: Server,
   s: Scenario,
   timer?: Timer,
+  options: Partial<Deno.ConnectQuicOptions<boolean>> = {},
 ): Promise<number> {
   const conn = await Deno.connectQuic({
     hostname: "::1",
     port: server.port,
     alpnProtocols: ["bench"],
     caCerts: [server.ca],
+    ...options,
   });
   try {
     return await timed(conn, s, "Deno QUIC", timer);
   } finally {
     conn.close();
   }
+}
+
+// ---- uploads in the shape bench/loss.ts uses ----
+
+/** An upload payload: `size` bytes of the pattern and their SHA-256. */
+export interface Payload {
+  size: number;
+  sha256: string;
+}
+
+/** A payload of `size` bytes of the pattern. */
+export function makePayload(size: number): Payload {
+  return { size, sha256: expectedHash(size) };
+}
+
+/** A server to upload to. */
+export type Receiver = Server;
+
+/** Starts a `transport` server in its own process. */
+export function startReceiver(transport: Transport): Promise<Receiver> {
+  return startServer(transport);
+}
+
+/** Seconds to upload `payload` (64 KiB writes) over STOQ; `options` adds connect options. */
+export function stoqUpload(
+  receiver: Receiver,
+  payload: Payload,
+  timer?: Timer,
+  options: Partial<StoqConnectOptions> = {},
+): Promise<number> {
+  return stoqRun(
+    receiver,
+    { kind: "up", bytes: payload.size, write: BLOCK },
+    timer,
+    options,
+  );
+}
+
+/** The same over `Deno.connectQuic`. */
+export function denoUpload(
+  receiver: Receiver,
+  payload: Payload,
+  timer?: Timer,
+  options: Partial<Deno.ConnectQuicOptions<boolean>> = {},
+): Promise<number> {
+  return denoRun(
+    receiver,
+    { kind: "up", bytes: payload.size, write: BLOCK },
+    timer,
+    options,
+  );
 }
 
 /** Gbit/s for `bytes` moved in `seconds`. */

@@ -40,6 +40,14 @@ export const PeerStream = {
   zeroRtt: flag(4),
 } as const;
 
+/** `CONN_RESUMED` (servers) */
+export const Resumed = {
+  /** SHA-256 of the client certificate the resumed session verified (all zero for none). */
+  peerHash: ((r, i) => r.buffer.slice(i * 64 + 16, i * 64 + 48)) as Reader<
+    Uint8Array<ArrayBuffer>
+  >,
+} as const;
+
 /** `CONN_DGRAM_STATE` */
 export const DatagramState = {
   sendEnabled: flag(1),

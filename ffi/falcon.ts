@@ -2,13 +2,14 @@
  * The Falcon-512 signer library, `libstoq_falcon.so` (native/falcon/): its symbol table and
  * loading. Separate from the transport shim; only TrustChain uses it.
  *
- * Search order: `$STOQ_FALCON_LIB`, then `build/lib/` of this checkout.
+ * Search order: `$STOQ_FALCON_LIB`, then as for the shim (`build/lib/` of this checkout, then
+ * the per-user cache).
  *
  * @module
  */
 
 import { StoqError } from "../src/errors.ts";
-import { BUILD_COMMAND } from "./library.ts";
+import { BUILD_COMMAND, loadLibrary } from "./library.ts";
 
 /** The ABI version of native/falcon/falcon.c this module speaks. */
 export const FALCON_ABI_VERSION = 1;
@@ -69,46 +70,28 @@ export type FalconSymbols = Deno.DynamicLibrary<
 let opened: FalconSymbols | undefined;
 
 /**
- * Opens `libstoq_falcon.so` once per process and checks its ABI version.
+ * Opens `libstoq_falcon.so` once per process and checks its ABI version (`$STOQ_FALCON_LIB`,
+ * else the search of {@linkcode loadLibrary}).
  *
  * @returns The library's functions.
  * @throws {StoqError} `LIBRARY_NOT_FOUND` naming every file looked for and the build command, or
  *   `LIBRARY_VERSION` when the file is from another STOQ version.
  */
 export function openFalconLibrary(): FalconSymbols {
-  if (opened) return opened;
-  const tried: string[] = [];
-  let lastError: unknown;
-  const env = Deno.env.get("STOQ_FALCON_LIB");
-  const files = [
-    ...(env ? [env] : []),
-    new URL("../build/lib/libstoq_falcon.so", import.meta.url).pathname,
-  ];
-  for (const file of files) {
-    tried.push(file);
-    let lib: Deno.DynamicLibrary<typeof falconSymbols>;
-    try {
-      lib = Deno.dlopen(file, falconSymbols);
-    } catch (err) {
-      lastError = err;
-      continue;
-    }
-    const version = lib.symbols.stoq_falcon_abi_version();
-    if (version !== FALCON_ABI_VERSION) {
-      lib.close();
-      throw new StoqError(
-        "LIBRARY_VERSION",
-        `${file} has Falcon ABI ${version} but this STOQ needs ${FALCON_ABI_VERSION}: rebuild it with \`${BUILD_COMMAND}\``,
-      );
-    }
-    opened = lib.symbols;
-    return opened;
-  }
-  throw new StoqError(
-    "LIBRARY_NOT_FOUND",
-    `Cannot load STOQ's Falcon-512 signer: looked for ${
-      tried.join(", ")
-    }. Build it with \`${BUILD_COMMAND}\` or point STOQ_FALCON_LIB at libstoq_falcon.so`,
-    { cause: lastError },
-  );
+  opened ??= loadLibrary({
+    file: "libstoq_falcon.so",
+    what: "STOQ's Falcon-512 signer",
+    env: "STOQ_FALCON_LIB",
+    symbols: falconSymbols,
+    checkVersion(lib, file) {
+      const version = lib.symbols.stoq_falcon_abi_version();
+      if (version !== FALCON_ABI_VERSION) {
+        throw new StoqError(
+          "LIBRARY_VERSION",
+          `${file} has Falcon ABI ${version} but this STOQ needs ${FALCON_ABI_VERSION}: rebuild it with \`${BUILD_COMMAND}\``,
+        );
+      }
+    },
+  }).symbols;
+  return opened;
 }

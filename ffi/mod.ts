@@ -25,5 +25,10 @@ export {
   StreamShutdown,
   UNSET,
 } from "./abi.ts";
-export { BUILD_COMMAND, openLibrary } from "./library.ts";
+export {
+  BUILD_COMMAND,
+  loadLibrary,
+  openLibrary,
+  userLibraryDir,
+} from "./library.ts";
 export * as Events from "./events.ts";

@@ -3,9 +3,7 @@
 
 #include <netdb.h>
 
-/* The application close code a server uses for a client that sent no required certificate
- * (0x100 + TLS alert certificate_required, as QUIC's CRYPTO_ERROR range would say it). */
-#define STOQ_CLOSE_CERTIFICATE_REQUIRED 0x174
+#include <openssl/sha.h>
 
 static void conn_drop_cert(stoq_conn* c) {
   free(c->peer_cert);
@@ -49,22 +47,24 @@ QUIC_STATUS QUIC_API conn_cb(HQUIC h, void* ctx, QUIC_CONNECTION_EVENT* ev) {
   stoq_rt* rt = c->rt;
   switch (ev->Type) {
     case QUIC_CONNECTION_EVENT_CONNECTED:
-      if ((c->cfg->cred_flags & STOQ_CRED_REQUIRE_CLIENT_AUTH) && !c->peer_ok &&
-          !ev->CONNECTED.SessionResumed) {
-        /* msquic's OpenSSL lets a client without a certificate through when validation is the
-         * application's: refuse it here, before JS ever sees the connection. */
-        push(rt, STOQ_EV_CONN_PEER_REJECTED, c->id, 0, STOQ_REJECT_MISSING, 0, 0);
-        rt->api->ConnectionShutdown(c->h, QUIC_CONNECTION_SHUTDOWN_FLAG_NONE,
-                                    STOQ_CLOSE_CERTIFICATE_REQUIRED);
-        break;
-      }
       c->alpn_len = ev->CONNECTED.NegotiatedAlpnLength;
       memcpy(c->alpn, ev->CONNECTED.NegotiatedAlpn, c->alpn_len);
       if (!c->dgram_state_seen) conn_report_dgram_state(c);
+      /* A server's ticket carries the hash of the client certificate it verified, so that a
+       * resumed connection knows who the client is (RESUMED hands it back). */
       if (c->cfg->server_resumption)
-        rt->api->ConnectionSendResumptionTicket(c->h, QUIC_SEND_RESUMPTION_FLAG_FINAL, 0, NULL);
+        rt->api->ConnectionSendResumptionTicket(c->h, QUIC_SEND_RESUMPTION_FLAG_FINAL,
+                                                c->peer_hashed ? 32 : 0,
+                                                c->peer_hashed ? c->peer_hash : NULL);
       push(rt, STOQ_EV_CONN_CONNECTED, c->id, 0, ev->CONNECTED.SessionResumed, 0, 0);
       break;
+    case QUIC_CONNECTION_EVENT_RESUMED: {
+      c->resumed = 1;
+      stoq_event e = {.type = STOQ_EV_CONN_RESUMED, .id = c->id};
+      if (ev->RESUMED.ResumptionStateLength == 32) memcpy(&e.a, ev->RESUMED.ResumptionState, 32);
+      push_events(rt, &e, 1);
+      break;
+    }
     case QUIC_CONNECTION_EVENT_RESUMPTION_TICKET_RECEIVED: {
       /* Valid only in this callback: JS keeps a copy per server for later connects. */
       uint32_t n = ev->RESUMPTION_TICKET_RECEIVED.ResumptionTicketLength;
@@ -127,6 +127,20 @@ QUIC_STATUS QUIC_API conn_cb(HQUIC h, void* ctx, QUIC_CONNECTION_EVENT* ev) {
       /* Portable certificates: a DER leaf and a PKCS#7 chain, valid only in this callback. */
       const QUIC_BUFFER* leaf = (const QUIC_BUFFER*)ev->PEER_CERTIFICATE_RECEIVED.Certificate;
       const QUIC_BUFFER* chain = (const QUIC_BUFFER*)ev->PEER_CERTIFICATE_RECEIVED.Chain;
+      if (!leaf || leaf->Length == 0) {
+        /* msquic asks again at the end of a handshake that carried no certificate: fine for a
+         * resumed session (its first handshake checked one), a refusal otherwise. */
+        if (c->resumed) {
+          c->peer_ok = 1;
+          return QUIC_STATUS_SUCCESS;
+        }
+        push(rt, STOQ_EV_CONN_PEER_REJECTED, c->id, 0, STOQ_REJECT_MISSING, 0, 0);
+        return QUIC_STATUS_CERT_NO_CERT;
+      }
+      if (!(c->cfg->cred_flags & STOQ_CRED_CLIENT)) {
+        SHA256(leaf->Buffer, leaf->Length, c->peer_hash);
+        c->peer_hashed = 1;
+      }
       if (c->cfg->cred_flags & STOQ_CRED_VERIFY_CHAIN) {
         uint32_t reason = 0;
         int err = config_verify_peer(c->cfg, c->server_name, leaf, chain, &reason);

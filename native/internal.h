@@ -95,6 +95,9 @@ struct stoq_conn {
   char* start_name;   /* a deferred start: the name and port to start with */
   uint16_t start_port;
   uint8_t peer_ok;    /* the peer's certificate was accepted by the shim (or handed to JS) */
+  uint8_t resumed;    /* server: the client resumed a session (RESUMED came) */
+  uint8_t peer_hashed;
+  uint8_t peer_hash[32]; /* server: SHA-256 of the client's leaf, carried in the tickets it gets */
   uint8_t* peer_cert;  /* copies held for deferred validation, freed on close */
   uint8_t* peer_chain;
   /* Copied from CONNECTED: a server discards its TLS state after the handshake, so the

@@ -53,7 +53,7 @@ void push(stoq_rt* rt, uint32_t type, uint64_t id, int32_t status, uint64_t a, u
 
 /* ---------- UDP send segmentation (GSO) ---------- */
 
-/* Exported by STOQ's msquic build (native/msquic/build.sh, edit 4); absent (NULL) elsewhere. */
+/* Exported by STOQ's msquic build (native/msquic/build.sh, edit 6); absent (NULL) elsewhere. */
 extern int StoqSendSegmentationOff __attribute__((weak));
 /* msquicp.h (not shipped with the crate's headers): the datapath's features, once it is up. */
 #define STOQ_PARAM_GLOBAL_DATAPATH_FEATURES 0x81000005u

@@ -69,6 +69,8 @@ enum stoq_event_type {
   STOQ_EV_LISTENER_STOPPED = 11,
   STOQ_EV_CONN_PEER_REJECTED = 12,     /* status=X509 verify error, a=enum stoq_reject */
   STOQ_EV_CONN_TICKET = 13,            /* a=resumption ticket (free with stoq_buf_free), b=len */
+  STOQ_EV_CONN_RESUMED = 14,           /* server: a..d = SHA-256 of the client leaf the resumed
+                                          session verified (all 0 when none was) */
   STOQ_EV_STREAM_START_COMPLETE = 20,  /* status, a=QUIC stream id, b=peer accepted */
   STOQ_EV_STREAM_RECV = 21,            /* a=ptr, b=len, c=fin, d=last record of this indication,
                                           e=total, f=stream offset of this buffer */

@@ -578,3 +578,70 @@ Deno.test("with maxIdleTimeout 0 on both sides, keep-alives surface a frozen pee
   );
   assertStoqError(await rejection(conn.closed), "IDLE_TIMEOUT");
 });
+
+Deno.test("mutual TLS sessions resume, and both sides keep the peer certificate verified when they began", async () => {
+  const c = await devCerts();
+  const { makeDevCertificates } = await import("../mod.ts");
+  const clientCerts = await makeDevCertificates();
+  const seen: number[] = [];
+  await using server = new StoqEndpoint({ hostname: "::1", port: 0 });
+  const listener = server.listen({
+    alpnProtocols: [ALPN],
+    cert: c.cert,
+    key: c.key,
+    requireClientCertificate: true,
+    verifyPeer: ({ leaf }) => {
+      seen.push(leaf.byteLength);
+      return true;
+    },
+  });
+  await using client = new StoqEndpoint();
+  const options = {
+    hostname: "::1",
+    port: listener.addr.port,
+    alpnProtocols: [ALPN],
+    verifyPeer: () => true,
+    certificate: { cert: clientCerts.cert, key: clientCerts.key },
+  };
+  const accepted = [listener.accept(), listener.accept()];
+  accepted[0].then((conn) => serveEcho(conn)).catch(() => {});
+  const first = await client.connect(options);
+  await echoOnce(first, randomBytes(10));
+  const second = await client.connect(options);
+  assert.equal(second.resumed, true);
+  assert.equal(seen.length, 1, "the resumed session was not verified again");
+  const [a, b] = await Promise.all(accepted);
+  // The client's certificate on the server, the server's on the client, also when resumed.
+  assert.ok(a.peerCertificate && b.peerCertificate);
+  assert.equal(sha256(b.peerCertificate.leaf), sha256(a.peerCertificate.leaf));
+  assert.ok(first.peerCertificate && second.peerCertificate);
+  assert.equal(
+    sha256(second.peerCertificate.leaf),
+    sha256(first.peerCertificate.leaf),
+  );
+});
+
+Deno.test("a client without a certificate is refused by a listener that requires one", async () => {
+  const c = await devCerts();
+  await using server = new StoqEndpoint({ hostname: "::1", port: 0 });
+  const listener = server.listen({
+    alpnProtocols: [ALPN],
+    cert: c.cert,
+    key: c.key,
+    requireClientCertificate: true,
+    caCerts: [c.ca],
+  });
+  const accepting = listener.accept();
+  accepting.catch(() => {});
+  await using client = new StoqEndpoint();
+  // TLS 1.3: the client may finish before the server refuses; the connection ends either way.
+  const outcome = await client.connect({
+    hostname: "::1",
+    port: listener.addr.port,
+    alpnProtocols: [ALPN],
+    caCerts: [c.ca],
+  }).then((conn) => rejection(conn.closed), (err) => err);
+  assertStoqError(outcome, "CERTIFICATE_REJECTED", "CONNECTION_CLOSED");
+  listener.stop();
+  assertStoqError(await rejection(accepting), "CLOSED");
+});

@@ -6,6 +6,7 @@ import {
   CertificateAuthority,
   type CertificateAuthorityOptions,
   certificateLogLeaf,
+  MemoryCaStore,
   SqliteCaStore,
   verifyCertificateFalcon,
   verifyStatus,
@@ -33,7 +34,7 @@ async function withCa(
   try {
     await fn(ca, dir, store);
   } finally {
-    ca.close();
+    await ca.close();
     await Deno.remove(dir, { recursive: true });
   }
 }
@@ -61,6 +62,14 @@ async function csrFor(
       : [],
   });
   return new Uint8Array(csr.rawData);
+}
+
+/** `n` distinct allowed DNS names. */
+function names(n: number): x509.JsonGeneralName[] {
+  return Array.from({ length: n }, (_, i) => ({
+    type: "dns",
+    value: `host-${i}.stoq.local`,
+  }));
 }
 
 async function ecKeys(): Promise<CryptoKeyPair> {
@@ -136,7 +145,7 @@ Deno.test("each bad CSR is refused with its code and leaves the CA unchanged", a
     await ca.provision("seed");
     const snapshot = async () => ({
       counts: await store.counts(),
-      serials: (await store.certificates()).map((c) => c.serial),
+      serials: (await store.certificates(0, 1e9)).map((c) => c.serial),
       size: ca.log.size,
       head: ca.treeHead,
     });
@@ -185,6 +194,21 @@ Deno.test("each bad CSR is refused with its code and leaves the CA unchanged", a
         undefined,
       ],
       [
+        "SAN_IPV4",
+        await csrFor(await ecKeys(), [{
+          type: "ip",
+          value: "::ffff:c000:207", // ::ffff:192.0.2.7 (the generator misreads the dotted form)
+        }]),
+        undefined,
+      ],
+      [
+        "TOO_MANY_SANS",
+        await csrFor(await ecKeys(), names(101)),
+        undefined,
+      ],
+      ["CSR_TOO_LARGE", await csrFor(await ecKeys(), names(1000)), undefined],
+      ["CSR_TOO_LARGE", "x".repeat(10_000_000), undefined],
+      [
         "NAME_NOT_ALLOWED",
         await csrFor(await ecKeys(), [{
           type: "dns",
@@ -211,6 +235,47 @@ Deno.test("each bad CSR is refused with its code and leaves the CA unchanged", a
     await ca.issue(good);
     assert.equal(ca.log.size, before.size + 1);
   });
+});
+
+Deno.test("CSR limits are the CA's own: size and SAN count with their codes, before any name check", async () => {
+  const keys = await ecKeys();
+  const hundred = await csrFor(keys, names(100));
+  const many = await csrFor(keys, names(10_000));
+  assert.ok(many.length > 200_000, `${many.length}`);
+  await withCa(async (ca) => {
+    assert.deepEqual(ca.limits, { maxCsrBytes: 16384, maxSans: 100 });
+    // At the limits: issued, with every name.
+    assert.equal((await ca.issue(hundred)).names.length, 100);
+    // A valid 10,000-name CSR is too large by default, and too many names once size allows it.
+    await assert.rejects(
+      ca.issue(many),
+      (e: unknown) => e instanceof StoqError && e.code === "CSR_TOO_LARGE",
+    );
+  });
+  await withCa(async (ca) => {
+    await assert.rejects(
+      ca.issue(many),
+      (e: unknown) => e instanceof StoqError && e.code === "TOO_MANY_SANS",
+    );
+    const pem = x509.PemConverter.encode(
+      many.buffer as ArrayBuffer,
+      "CERTIFICATE REQUEST",
+    );
+    await assert.rejects(
+      ca.issue(pem),
+      (e: unknown) => e instanceof StoqError && e.code === "TOO_MANY_SANS",
+    );
+  }, { maxCsrBytes: 1 << 20 });
+  await withCa(async (ca) => {
+    await assert.rejects(
+      ca.issue(await csrFor(keys, names(3))),
+      (e: unknown) => e instanceof StoqError && e.code === "TOO_MANY_SANS",
+    );
+    await assert.rejects(
+      ca.issue(hundred),
+      (e: unknown) => e instanceof StoqError && e.code === "CSR_TOO_LARGE",
+    );
+  }, { maxSans: 2, maxCsrBytes: 2048 });
 });
 
 Deno.test("Ed25519 CSRs are accepted", async () => {
@@ -302,4 +367,22 @@ Deno.test("bad CA options are refused with a TypeError or RangeError", async () 
       RangeError,
     );
   });
+  const store = new MemoryCaStore();
+  for (
+    const [bad, type] of [
+      [{ maxCsrBytes: 0 }, RangeError],
+      [{ maxSans: 1.5 }, RangeError],
+      [{ verify: "everything" as "full" }, TypeError],
+      [{ passphrase: "" }, TypeError],
+      [{ passphrase: "a", keyFile: "/dev/null" }, TypeError],
+    ] as const
+  ) {
+    await assert.rejects(
+      CertificateAuthority.open({ name: "opts", store, ...bad }),
+      type,
+      JSON.stringify(bad),
+    );
+  }
+  // Nothing was created by the refused opens.
+  assert.equal(await store.loadIdentity(), undefined);
 });

@@ -75,7 +75,7 @@ Deno.test("checkpoints have the C2SP layout, round-trip, and carry an RFC 6962 a
   const lines = note.split("\n");
   assert.equal(lines[0], "stoq.trustchain/cp-ca");
   assert.equal(lines[1], "5");
-  assert.equal(lines[2], toBase64(ca.log.root()));
+  assert.equal(lines[2], toBase64(await ca.log.root()));
   assert.equal(lines[3], "");
   assert.match(lines[4], /^\u2014 stoq\.trustchain\/cp-ca [A-Za-z0-9+/=]+$/);
   assert.match(lines[5], /^\u2014 stoq\.trustchain\/cp-ca [A-Za-z0-9+/=]+$/);

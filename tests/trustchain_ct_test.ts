@@ -73,8 +73,8 @@ Deno.test("issued certificates embed SCTs that certificate-transparency-go verif
     }),
     /does not verify/,
   );
-  ca.close();
-  other.close();
+  await ca.close();
+  await other.close();
 });
 
 Deno.test("inclusion proofs of precertificate entries verify with transparency-dev/merkle", async () => {
@@ -100,7 +100,7 @@ Deno.test("inclusion proofs of precertificate entries verify with transparency-d
     assert.equal((latest.treeHead as { size: number }).size, ids.length);
     assert.equal(
       (latest.treeHead as { root: string }).root,
-      toBase64(ca.log.root()),
+      toBase64(await ca.log.root()),
     );
   }
   // A changed path, another entry's proof, or a forged tree head fail.
@@ -126,7 +126,7 @@ Deno.test("inclusion proofs of precertificate entries verify with transparency-d
     }),
     /checkpoint/,
   );
-  ca.close();
+  await ca.close();
 });
 
 Deno.test("static-ct-api endpoints on ::1 let an independent monitor recompute the root and read every entry", async () => {
@@ -149,14 +149,14 @@ Deno.test("static-ct-api endpoints on ::1 let an independent monitor recompute t
   });
   const head = out.treeHead as { size: number; root: string; origin: string };
   assert.equal(head.size, 300);
-  assert.equal(head.root, toBase64(ca.log.root()));
+  assert.equal(head.root, toBase64(await ca.log.root()));
   assert.equal(head.origin, "stoq.trustchain/ct-ca");
   const entries = out.entries as { serial: string; dnsNames: string[] }[];
   assert.deepEqual(entries.map((e) => e.serial), serials);
   assert.deepEqual(entries[7].dnsNames, [LONG_NAME]);
   assert.equal(out.issuers, 1);
   assert.equal((out.certificate as { leafIndex: number }).leafIndex, 299);
-  ca.close();
+  await ca.close();
 });
 
 Deno.test("the static-ct-api handler serves only canonical, published paths", async () => {
@@ -184,7 +184,7 @@ Deno.test("the static-ct-api handler serves only canonical, published paths", as
   for (let i = 0; i < 5; i++) {
     assert.deepEqual(
       tile.subarray(i * 32, i * 32 + 32),
-      ca.log.subtreeHash(0, i),
+      await ca.log.subtreeHash(0, i),
     );
   }
   // A partial tile of an earlier checkpoint's size is served too.
@@ -229,7 +229,7 @@ Deno.test("the static-ct-api handler serves only canonical, published paths", as
     () => serveStaticCt(ca, { hostname: "127.0.0.1" }),
     (e: Error & { code?: string }) => e.code === "IPV4_REJECTED",
   );
-  ca.close();
+  await ca.close();
 });
 
 function _indexOf(haystack: Uint8Array, needle: Uint8Array): number {

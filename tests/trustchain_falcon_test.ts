@@ -119,7 +119,7 @@ Deno.test("a CA is a function of its clock and random source: same inputs, same 
     random: counting(1),
   });
   assert.notDeepEqual(c.rootDer, a.rootDer);
-  a.close();
-  b.close();
-  c.close();
+  await a.close();
+  await b.close();
+  await c.close();
 });

@@ -98,7 +98,7 @@ Deno.test("zlint finds no RFC 5280 problem in the root, leaves and precertificat
     short.extensions.find((e) => e.type === "2.5.29.17")!.critical,
     false,
   );
-  ca.close();
+  await ca.close();
 });
 
 Deno.test("zlint does report a 74-character common name (the check can fail)", async () => {

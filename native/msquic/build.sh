@@ -42,7 +42,38 @@ edit "$src/src/platform/tls_quictls.c" \
   'if ((SecurityConfig->Flags & QUIC_CREDENTIAL_FLAG_USE_TLS_BUILTIN_CERTIFICATE_VALIDATION) &&
         !(SecurityConfig->Flags & QUIC_CREDENTIAL_FLAG_NO_CERTIFICATE_VALIDATION)) {'
 
-# Edit 2 — per-packet cost of disabled tracing. The crate builds msquic with logging stubbed out
+# Edit 2 — resumption with client certificates. OpenSSL refuses to resume a session on a server
+# that verifies client certificates unless the context has a session ID context
+# (SSL_R_SESSION_ID_CONTEXT_UNINITIALIZED, sent to the client as an internal_error alert), and
+# msquic never sets one, so every resumed connection to a mutual-TLS listener failed. Set one.
+edit "$src/src/platform/tls_quictls.c" \
+  'SSL_CTX_set_alpn_select_cb(SecurityConfig->SSLCtx, CxPlatTlsAlpnSelectCallback, NULL);' \
+  'SSL_CTX_set_alpn_select_cb(SecurityConfig->SSLCtx, CxPlatTlsAlpnSelectCallback, NULL);
+        SSL_CTX_set_session_id_context(SecurityConfig->SSLCtx, (const unsigned char*)"msquic", 6);'
+
+# Edit 3 — a use-after-free. When the application completes a deferred certificate validation
+# (ConnectionCertificateValidationComplete) after the connection began closing — a client that
+# already finished its TLS 1.3 handshake and left while the server still checked its certificate —
+# msquic resumed the handshake on torn-down TLS state and crashed. Drop such a completion.
+edit "$src/src/core/crypto.c" \
+  '    if (!Crypto->CertValidationPending) {
+        return;
+    }
+
+    Crypto->CertValidationPending = FALSE;
+    if (Result) {' \
+  '    if (!Crypto->CertValidationPending) {
+        return;
+    }
+    if (QuicConnIsClosed(QuicCryptoGetConnection(Crypto))) {
+        Crypto->CertValidationPending = FALSE;
+        return;
+    }
+
+    Crypto->CertValidationPending = FALSE;
+    if (Result) {'
+
+# Edit 4 — per-packet cost of disabled tracing. The crate builds msquic with logging stubbed out
 # (QUIC_LOGS_STUB), and in that mode quic_trace.h reports every trace event as *enabled*: the
 # one caller that asks, QuicConnLogOutFlowStats, then walks the connection's stream table on
 # every blocked-state change and flow-control update to compute figures nobody reads
@@ -61,7 +92,7 @@ edit "$src/src/inc/quic_trace.h" \
 #endif
 '
 
-# Edit 3 — a packet storm while a reader stalls. When a STREAM_DATA_BLOCKED frame is
+# Edit 5 — a packet storm while a reader stalls. When a STREAM_DATA_BLOCKED frame is
 # acknowledged and the stream is still blocked, msquic queues the frame again at once (its
 # comment: "if this design of immediate resending after ACK ever gets too chatty, … add
 # exponential backoff"). The receiver answers each with an unchanged MAX_STREAM_DATA, so a
@@ -90,17 +121,17 @@ edit "$src/src/core/loss_detection.c" \
             }
             break;' \
   '        case QUIC_FRAME_STREAM_DATA_BLOCKED:
-            // STOQ build edit 3: acknowledged, so the peer knows; resent only when lost.
+            // STOQ build edit 5: acknowledged, so the peer knows; resent only when lost.
             break;'
 
-# Edit 4 — a switch for UDP send segmentation (GSO). msquic uses GSO whenever the kernel offers
+# Edit 6 — a switch for UDP send segmentation (GSO). msquic uses GSO whenever the kernel offers
 # it and has no setting to turn it off, so STOQ's `gso` endpoint option could not be honoured
 # (or measured). Add one process-wide flag, read once when msquic sets up its datapath, and
 # export it beside msquic's two entry points; the shim sets it before the first socket opens.
 edit "$src/src/platform/datapath_epoll.c" \
   'CXPLAT_EVENT_COMPLETION CxPlatSocketContextUninitializeEventComplete;
 ' \
-  '// STOQ build edit 4: set (non-zero) before the datapath starts to keep GSO off.
+  '// STOQ build edit 6: set (non-zero) before the datapath starts to keep GSO off.
 int StoqSendSegmentationOff = 0;
 
 CXPLAT_EVENT_COMPLETION CxPlatSocketContextUninitializeEventComplete;

@@ -12,6 +12,7 @@
  */
 
 import { StoqError } from "../errors.ts";
+import type { PeerCertificate } from "./connection.ts";
 import type { Runtime } from "./runtime.ts";
 import { statusError } from "./status.ts";
 
@@ -170,12 +171,18 @@ export class ConfigCache {
   }
 }
 
+/** A session ticket, and the server certificate verified in the session it resumes. */
+export interface KeptTicket {
+  ticket: Uint8Array<ArrayBuffer>;
+  peer: PeerCertificate | undefined;
+}
+
 /** The newest TLS session ticket per server, least recently used dropped first. */
 export class TicketStore {
-  readonly #tickets = new Map<string, Uint8Array<ArrayBuffer>>();
+  readonly #tickets = new Map<string, KeptTicket>();
 
   /** The ticket for `server`, if one is kept. */
-  get(server: string): Uint8Array<ArrayBuffer> | undefined {
+  get(server: string): KeptTicket | undefined {
     const ticket = this.#tickets.get(server);
     if (ticket) {
       this.#tickets.delete(server);
@@ -185,7 +192,7 @@ export class TicketStore {
   }
 
   /** Keeps `ticket` as the newest for `server`. */
-  set(server: string, ticket: Uint8Array<ArrayBuffer>): void {
+  set(server: string, ticket: KeptTicket): void {
     this.#tickets.delete(server);
     this.#tickets.set(server, ticket);
     if (this.#tickets.size > MAX_TICKETS) {

@@ -178,6 +178,12 @@ export interface ConnectionHooks {
   zeroRtt?: boolean;
   /** A TLS session ticket arrived from the server (clients). */
   onTicket?(ticket: Uint8Array<ArrayBuffer>): void;
+  /** The server's certificate as verified when the ticket being resumed was issued (clients). */
+  resumedPeer?: PeerCertificate;
+  /** A peer certificate passed `verifyPeer` (servers remember it for resumed sessions). */
+  onPeerVerified?(peer: PeerCertificate): void;
+  /** A client resumed a session whose certificate had this SHA-256 (servers). */
+  onResumed?(peerHash: string): PeerCertificate | undefined;
 }
 
 const REJECTIONS: Record<number, string> = {
@@ -729,6 +735,10 @@ export class StoqConnection implements AsyncDisposable {
       case Ev.CONN_CONNECTED: {
         this.#connected = true;
         this.#resumed = Events.Connected.resumed(ev, i);
+        // A resumed session carries no certificate: the one verified when it began stands.
+        if (this.#resumed && this.#hooks.resumedPeer) {
+          this.#peerCertificate ??= this.#hooks.resumedPeer;
+        }
         const buf = new Uint8Array(256);
         const n = this.runtime.lib.stoq_conn_alpn(this.#ptr, buf, buf.length);
         this.#protocol = n > 0
@@ -782,6 +792,15 @@ export class StoqConnection implements AsyncDisposable {
       case Ev.CONN_TICKET:
         this.#hooks.onTicket?.(this.#takeBuffer(ev, i));
         break;
+      case Ev.CONN_RESUMED: {
+        const hash = Events.Resumed.peerHash(ev, i);
+        if (hash.some((b) => b !== 0)) {
+          this.#peerCertificate ??= this.#hooks.onResumed?.(
+            Array.from(hash, (b) => b.toString(16).padStart(2, "0")).join(""),
+          );
+        }
+        break;
+      }
       case Ev.CONN_PEER_REJECTED: {
         const verifyError = Events.PeerRejected.verifyError(ev, i);
         let detail = "";
@@ -868,7 +887,7 @@ export class StoqConnection implements AsyncDisposable {
             "CERTIFICATE_REJECTED",
             "The peer's certificate was refused by verifyPeer",
           );
-        }
+        } else this.#hooks.onPeerVerified?.(peer);
         return ok;
       }, (err) => {
         this.#error ??= new StoqError(

@@ -18,7 +18,12 @@ import {
   openConfig,
   TicketStore,
 } from "./config_cache.ts";
-import { type PeerVerifier, StoqConnection } from "./connection.ts";
+import { createHash } from "node:crypto";
+import {
+  type PeerCertificate,
+  type PeerVerifier,
+  StoqConnection,
+} from "./connection.ts";
 import {
   checkOptions,
   cstr,
@@ -530,7 +535,8 @@ export class StoqEndpoint implements AsyncDisposable {
     const ticketKey =
       `${lease.key}\0${target.serverName}\0[${target.literal}]:${target.port}`;
     const resume = options.resumption !== false;
-    const ticket = resume ? this.#tickets.get(ticketKey) : undefined;
+    const kept = resume ? this.#tickets.get(ticketKey) : undefined;
+    const ticket = kept?.ticket;
     const lib = this.#runtime.lib;
     const status = new Int32Array(1);
     // 0-RTT: the start waits for the streams the caller opens and writes right away, so that
@@ -559,14 +565,23 @@ export class StoqEndpoint implements AsyncDisposable {
       );
     }
     socket.sharers++;
-    const conn = StoqConnection.create(
+    // deno-lint-ignore prefer-const -- the ticket hook reads it once the connection exists
+    let conn: StoqConnection;
+    conn = StoqConnection.create(
       this.#runtime,
       ptr,
       Number(lib.stoq_conn_id(ptr)),
       {
         verifyPeer: options.verifyPeer,
         zeroRtt,
-        onTicket: resume ? (t) => this.#tickets.set(ticketKey, t) : undefined,
+        resumedPeer: kept?.peer,
+        onTicket: resume
+          ? (t) =>
+            this.#tickets.set(ticketKey, {
+              ticket: t,
+              peer: conn.peerCertificate,
+            })
+          : undefined,
         onClosed: () => {
           this.#configs.release(lease);
           // Freed, so no longer holding the shared socket: after the last one it is gone.
@@ -656,6 +671,9 @@ export class StoqEndpoint implements AsyncDisposable {
 
 const listenerToken = Symbol("stoq.listener");
 
+/** Client certificates a listener remembers for resumed sessions. */
+const MAX_REMEMBERED_PEERS = 10_000;
+
 /**
  * Accepts connections that completed their handshake. Iterate it, or call
  * {@linkcode StoqListener.accept}.
@@ -685,6 +703,8 @@ export class StoqListener implements AsyncIterable<StoqConnection> {
   readonly #alpn: Uint8Array<ArrayBuffer>;
   #ready: StoqConnection[] = [];
   #waiters: PromiseWithResolvers<StoqConnection>[] = [];
+  // Client certificates verifyPeer accepted, by SHA-256, for the sessions clients resume.
+  readonly #verified = new Map<string, PeerCertificate>();
   #stopped = false;
   readonly #stopComplete = Promise.withResolvers<void>();
 
@@ -867,6 +887,15 @@ export class StoqListener implements AsyncIterable<StoqConnection> {
           this.#ready = this.#ready.filter((r) => r !== c);
         },
         verifyPeer: this.#options.verifyPeer,
+        onPeerVerified: (peer) => {
+          const hash = createHash("sha256").update(peer.leaf).digest("hex");
+          this.#verified.delete(hash);
+          this.#verified.set(hash, peer);
+          if (this.#verified.size > MAX_REMEMBERED_PEERS) {
+            this.#verified.delete(this.#verified.keys().next().value!);
+          }
+        },
+        onResumed: (hash) => this.#verified.get(hash),
       },
     );
     trackConnection(this.#endpoint, conn);

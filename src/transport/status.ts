@@ -38,7 +38,9 @@ function statusCode(
   if (status === Status.CONNECTION_TIMEOUT) {
     return handshakeDone ? "IDLE_TIMEOUT" : "HANDSHAKE_TIMEOUT";
   }
-  return handshakeDone ? "CONNECTION_CLOSED" : "HANDSHAKE_FAILED";
+  // Anything else the transport decided (a protocol violation, an internal error) is a failure,
+  // not the orderly close an application asks for.
+  return handshakeDone ? "TRANSPORT_ERROR" : "HANDSHAKE_FAILED";
 }
 
 const ADVICE: Partial<Record<StoqErrorCode, string>> = {
@@ -54,7 +56,8 @@ const ADVICE: Partial<Record<StoqErrorCode, string>> = {
     "the QUIC/TLS handshake did not complete: check address, port, ALPN and certificates",
   HANDSHAKE_TIMEOUT:
     "the server did not complete the handshake in time (handshakeTimeout): check that it runs and is reachable, or raise handshakeTimeout",
-  CONNECTION_CLOSED: "the connection was shut down by the transport",
+  TRANSPORT_ERROR:
+    "the transport closed the connection after an error (protocol violation, internal error or resource limit); reconnect",
 };
 
 /** A {@linkcode StoqError} for a connection-level failure. */

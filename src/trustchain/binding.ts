@@ -23,6 +23,7 @@
  * @module
  */
 
+import { createHash } from "node:crypto";
 import "npm:reflect-metadata@0.2.2";
 import * as x509 from "npm:@peculiar/x509@2.2.0";
 import type {
@@ -99,7 +100,18 @@ export interface FederationVerifierOptions {
    * @default {undefined}
    */
   onRejected?: (error: StoqError) => void;
+  /**
+   * Milliseconds a verdict for one exact chain is reused (never past the certificate's
+   * expiry), so that repeated connections with the same certificate skip the proof and status
+   * lookups. A certificate revoked meanwhile is refused once its verdict expires; 0 checks every
+   * time.
+   * @default {60000}
+   */
+  cacheMs?: number;
 }
+
+/** Verdicts a verifier keeps at most. */
+const MAX_CACHED_VERDICTS = 1024;
 
 /**
  * A transport `verifyPeer` callback that accepts exactly the certificates the federation
@@ -135,6 +147,28 @@ export function federationVerifier(
     );
   }
   const wanted = opts.serverName?.toLowerCase();
+  const cacheMs = opts.cacheMs ?? 60_000;
+  // Accepted chains, by the SHA-256 of their exact bytes: the verdict and until when it holds.
+  const verdicts = new Map<string, { peer: VerifiedPeer; until: number }>();
+  const verify = async (chain: Uint8Array[]): Promise<VerifiedPeer> => {
+    if (cacheMs <= 0) return await federation.verifyPeer({ chain });
+    const h = createHash("sha256");
+    for (const der of chain) h.update(der);
+    const key = h.digest("hex");
+    const now = Date.now();
+    const hit = verdicts.get(key);
+    if (hit && now < hit.until) return hit.peer;
+    const verified = await federation.verifyPeer({ chain });
+    verdicts.delete(key);
+    verdicts.set(key, {
+      peer: verified,
+      until: Math.min(now + cacheMs, verified.notAfter.getTime()),
+    });
+    if (verdicts.size > MAX_CACHED_VERDICTS) {
+      verdicts.delete(verdicts.keys().next().value!);
+    }
+    return verified;
+  };
   return async (peer) => {
     try {
       const chain = peerChain(peer);
@@ -144,7 +178,7 @@ export function federationVerifier(
           "The peer sent no certificate: a federation certificate is required",
         );
       }
-      const verified = await federation.verifyPeer({ chain });
+      const verified = await verify(chain);
       if (
         wanted !== undefined &&
         !verified.names.some((n) => n.toLowerCase() === wanted)

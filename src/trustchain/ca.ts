@@ -14,8 +14,12 @@
 
 import "npm:reflect-metadata@0.2.2";
 import { StoqError } from "../errors.ts";
-import { auditLog, checkTrustedCheckpoint } from "./core/audit.ts";
-import { TransparencyLog, type TransparencyProof } from "./core/ct_log.ts";
+import {
+  caTampered,
+  checkCertificateMac,
+  entryIsCertificate,
+} from "./core/audit.ts";
+import { LogSigner, type TransparencyProof } from "./core/ct_log.ts";
 import { falconCertificateMessage, FalconSigner } from "./core/falcon.ts";
 import {
   type BundleSignature,
@@ -26,9 +30,23 @@ import {
 } from "./core/federation.ts";
 import {
   type CaIdentity,
+  checkFalconPair,
   createIdentityRecord,
+  decodeIdentityRecord,
+  decodeLegacyIdentity,
+  encodeIdentityRecord,
   loadIdentity,
 } from "./core/identity.ts";
+import {
+  certificateMac,
+  chainRevocation,
+  EMPTY_CHAIN,
+  entryMac,
+  type RevocationSeal,
+  revocationSealMessage,
+  sealVerifies,
+} from "./core/integrity.ts";
+import { type KeySecret, MIN_KEY_FILE_BYTES } from "./core/key_wrap.ts";
 import { newP256Key, pem } from "./core/keys.ts";
 import {
   falconFields,
@@ -44,14 +62,19 @@ import {
   type CheckedRequest,
   checkLifetime,
   checkNames,
+  type CsrLimits,
+  DEFAULT_CSR_LIMITS,
 } from "./core/policy.ts";
 import { type RandomSource, SYSTEM_RANDOM } from "./core/random.ts";
 import {
+  importLogKey,
+  parseTileLeaf,
   POISON_EXTENSION,
   type PrecertEntry,
   sctListExtension,
   tileLeaf,
   timestampedEntry,
+  verifySctSignature,
 } from "./core/rfc6962.ts";
 import {
   buildRevocationList,
@@ -61,8 +84,14 @@ import {
   type SignedStatus,
   signStatus,
 } from "./core/status.ts";
-import type { CaStore } from "./store/store.ts";
-import { toBase64 } from "./core/_bytes.ts";
+import { migrateLegacyStore } from "./migrate.ts";
+import { type LogAudit, StoredLog } from "./stored_log.ts";
+import type {
+  CaStore,
+  CertificateRecord,
+  RevocationRecord,
+} from "./store/store.ts";
+import { fromBase64, toBase64 } from "./core/_bytes.ts";
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -110,10 +139,44 @@ export interface CertificateAuthorityOptions {
   falconCertificates?: boolean;
   /**
    * A checkpoint this CA published earlier (e.g. kept by a witness or peer). Opening fails with
-   * `LOG_TAMPERED` unless the stored log still contains that tree. Without it, deleting the newest
-   * entries, certificates and tree heads together cannot be told apart from a shorter log.
+   * `LOG_TAMPERED` unless the stored log still contains that tree.
+   * @default {undefined}
    */
   trustedCheckpoint?: string;
+  /**
+   * What opening verifies. `"state"`: the identity record's seal and key pairs, the revocation
+   * chain and its seal, the committed tree state (its MAC and compact range) and the latest tree
+   * head: O(log n) rows plus the revocations, whatever the log's size; entries, certificate
+   * records and SCTs are then verified each time they are read. `"full"`: also every entry, node,
+   * tree head, certificate record and SCT ({@linkcode CertificateAuthority.audit}), O(n).
+   * @default {"state"}
+   */
+  verify?: "state" | "full";
+  /**
+   * Wraps the CA's private keys at rest (root, log and Falcon keys) with this passphrase: scrypt
+   * (N = 2^15, r = 8, p = 1), then AES-256-GCM. Given when the CA is created; needed at every
+   * open (`CA_LOCKED` without it or with a wrong one). Exclusive with `keyFile`.
+   * @default {undefined} (keys stored in the clear; the store's own access control protects them)
+   */
+  passphrase?: string;
+  /**
+   * Wraps the CA's private keys at rest with a key file instead of a passphrase: at least 32
+   * random bytes (e.g. `head -c 32 /dev/urandom > ca.key`), through HKDF-SHA256 and AES-256-GCM.
+   * Exclusive with `passphrase`.
+   * @default {undefined}
+   */
+  keyFile?: string | URL;
+  /**
+   * The largest CSR {@linkcode CertificateAuthority.issue} accepts, in DER bytes (`CSR_TOO_LARGE`
+   * beyond; checked before decoding).
+   * @default {16384}
+   */
+  maxCsrBytes?: number;
+  /**
+   * The most subjectAltName entries a CSR may carry (`TOO_MANY_SANS` beyond).
+   * @default {100}
+   */
+  maxSans?: number;
   /**
    * The clock.
    * @default {() => new Date()}
@@ -174,8 +237,66 @@ export interface ProvisionedIdentity extends IssuedCertificate {
   chainDer: Uint8Array[];
 }
 
+/** What {@linkcode CertificateAuthority.audit} checked. */
+export interface CaAudit extends LogAudit {
+  /** Certificate records whose MAC, SCT signature and log entry were checked. */
+  certificates: number;
+  /** Revocations checked against the root-signed revocation chain. */
+  revocations: number;
+}
+
+/** The most times a revocation is retried when other processes revoke at the same moment. */
+const REVOKE_ATTEMPTS = 16;
+
+async function _keySecret(
+  opts: CertificateAuthorityOptions,
+): Promise<KeySecret | undefined> {
+  const { passphrase, keyFile } = opts;
+  if (passphrase !== undefined && keyFile !== undefined) {
+    throw new TypeError(
+      "Cannot open CA as 'passphrase' and 'keyFile' exclude each other: pass one",
+    );
+  }
+  if (passphrase !== undefined) {
+    if (typeof passphrase !== "string" || passphrase.length === 0) {
+      throw new TypeError(
+        "Cannot open CA as 'passphrase' must be a non-empty string",
+      );
+    }
+    return { passphrase };
+  }
+  if (keyFile === undefined) return undefined;
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(keyFile);
+  } catch (cause) {
+    throw new StoqError(
+      "CA_LOCKED",
+      `Cannot read the key file ${keyFile}: check the path and its permissions`,
+      { cause },
+    );
+  }
+  if (bytes.length < MIN_KEY_FILE_BYTES) {
+    throw new StoqError(
+      "CA_LOCKED",
+      `The key file ${keyFile} holds ${bytes.length} bytes: it needs at least ${MIN_KEY_FILE_BYTES} random bytes`,
+    );
+  }
+  return { keyFile: bytes };
+}
+
+function _positiveInt(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new RangeError(
+      `Cannot open CA as '${name}' must be a positive integer: current value is ${value}`,
+    );
+  }
+  return value;
+}
+
 /**
- * A certificate authority with its transparency log.
+ * A certificate authority with its transparency log. Several processes may open the same CA on one
+ * shared store (`PostgresCaStore`): the store sequences their issuances into one log.
  *
  * @example Provisioning an app identity for a STOQ listener
  * ```ts
@@ -184,64 +305,75 @@ export interface ProvisionedIdentity extends IssuedCertificate {
  * const ca = await CertificateAuthority.open({ name: "ca-1", store: new SqliteCaStore(`${dir}/ca.db`) });
  * const { cert, key, proof } = await ca.provision("my-app");
  * console.log(cert.includes("BEGIN CERTIFICATE"), key.includes("PRIVATE KEY"), proof.leafIndex); // true true 0
- * ca.close();
+ * await ca.close();
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export class CertificateAuthority {
+export class CertificateAuthority implements AsyncDisposable {
   /** The CA name. */
   readonly name: string;
   readonly #id: CaIdentity;
   readonly #store: CaStore;
   readonly #falcon: FalconSigner;
-  #log: TransparencyLog;
-  #lastHead: string | undefined;
-  #treeSize: number;
+  readonly #signer: LogSigner;
+  readonly #log: StoredLog;
   readonly #allowed: readonly string[];
   readonly #domain: string;
   readonly #defaultLifetime: number;
   readonly #maxLifetime: number;
   readonly #falconCerts: boolean;
+  readonly #limits: CsrLimits;
   readonly #now: () => Date;
   readonly #random: RandomSource;
-  #queue: Promise<unknown> = Promise.resolve();
-  #closed = false;
+  // The verified revocations and the seal they were verified against.
+  #revoked = new Map<string, RevocationRecord>();
+  #seal: RevocationSeal | undefined;
+  #closing: Promise<void> | undefined;
 
   private constructor(
     opts: CertificateAuthorityOptions,
     state: {
       id: CaIdentity;
       falcon: FalconSigner;
-      log: TransparencyLog;
-      lastHead?: string;
+      signer: LogSigner;
+      log: StoredLog;
     },
   ) {
     this.name = opts.name;
     this.#store = opts.store;
     this.#id = state.id;
     this.#falcon = state.falcon;
+    this.#signer = state.signer;
     this.#log = state.log;
-    this.#lastHead = state.lastHead;
-    this.#treeSize = state.log.size;
     this.#allowed = [...(opts.allowedNames ?? ["*.stoq.local"])];
     this.#domain = opts.domain ?? "stoq.local";
     this.#defaultLifetime = opts.defaultLifetimeMs ?? DAY;
     this.#maxLifetime = opts.maxLifetimeMs ?? 7 * DAY;
     this.#falconCerts = opts.falconCertificates ?? true;
+    this.#limits = {
+      maxCsrBytes: opts.maxCsrBytes ?? DEFAULT_CSR_LIMITS.maxCsrBytes,
+      maxSans: opts.maxSans ?? DEFAULT_CSR_LIMITS.maxSans,
+    };
     this.#now = opts.now ?? (() => new Date());
     this.#random = opts.random ?? SYSTEM_RANDOM;
   }
 
   /**
-   * Opens the CA in `store`, creating its root, log and Falcon keys when the store is new. An
-   * existing log is audited: every stored tree head must verify and match the entries, and every
-   * entry must be the precertificate of the certificate stored at its index.
+   * Opens the CA in `store`, creating its root, log and Falcon keys when the store is new (another
+   * process creating it at the same moment is fine: one identity wins). What is verified depends
+   * on `opts.verify`; by default the open reads O(log n) rows whatever the log's size: the
+   * identity record's seal and key pairs, the revocation chain and its seal, the committed tree
+   * state and the latest tree head. Entries sequenced but not integrated (a process stopped
+   * between the two) are integrated, and a committed state without a tree head gets one.
    *
    * @param opts The CA options.
    * @returns The CA.
-   * @throws {StoqError} `LOG_TAMPERED` when the stored log fails verification; `STORE_ERROR` when
-   * the store belongs to a CA of another name or format; `LIBRARY_NOT_FOUND` when the Falcon
-   * signer is not built (`make native`).
+   * @throws {StoqError} `CA_TAMPERED` naming the identity component, revocation or record that
+   * changed; `LOG_TAMPERED` when the log fails verification; `CA_LOCKED` when the keys are wrapped
+   * and the passphrase or key file is missing or wrong; `STORE_ERROR` when the store belongs to a
+   * CA of another name or format or fails; `LIBRARY_NOT_FOUND` when the Falcon signer is not
+   * built (`make native`).
+   * @throws {TypeError} When an option is malformed.
    */
   static async open(
     opts: CertificateAuthorityOptions,
@@ -259,59 +391,77 @@ export class CertificateAuthority {
         "Cannot open CA as 'store' is missing: pass a CaStore",
       );
     }
+    if (opts.verify !== undefined && !["state", "full"].includes(opts.verify)) {
+      throw new TypeError(
+        `Cannot open CA as 'verify' must be "state" or "full": current value is ${opts.verify}`,
+      );
+    }
     checkLifetime("defaultLifetimeMs", opts.defaultLifetimeMs ?? DAY);
     checkLifetime("maxLifetimeMs", opts.maxLifetimeMs ?? 7 * DAY);
     checkLifetime("rootLifetimeMs", opts.rootLifetimeMs ?? 3650 * DAY);
+    _positiveInt("maxCsrBytes", opts.maxCsrBytes ?? 1);
+    _positiveInt("maxSans", opts.maxSans ?? 1);
+    const secret = await _keySecret(opts);
     const now = opts.now ?? (() => new Date());
     const random = opts.random ?? SYSTEM_RANDOM;
-    let record = await opts.store.loadIdentity();
-    if (!record) {
-      record = await createIdentityRecord(
+    let text = await opts.store.loadIdentity();
+    const legacy = text === undefined ? undefined : decodeLegacyIdentity(text);
+    if (legacy) {
+      // Written by the previous TrustChain: verified, then upgraded in place (same keys).
+      if (legacy.name !== opts.name) {
+        throw new StoqError(
+          "STORE_ERROR",
+          `This store holds CA ${legacy.name}, not ${opts.name}`,
+        );
+      }
+      text = await migrateLegacyStore(opts.store, legacy, random, secret);
+    }
+    if (text === undefined) {
+      const created = await createIdentityRecord(
         opts.name,
         `stoq.trustchain/${opts.name}`,
         now(),
         opts.rootLifetimeMs ?? 3650 * DAY,
         random,
+        secret,
       );
-      await opts.store.saveIdentity(record);
+      text = await opts.store.saveIdentity(encodeIdentityRecord(created));
     }
+    const record = decodeIdentityRecord(text);
     if (record.name !== opts.name) {
       throw new StoqError(
         "STORE_ERROR",
         `This store holds CA ${record.name}, not ${opts.name}`,
       );
     }
-    const id = await loadIdentity(record, random);
-    const falcon = FalconSigner.open(id.logKeys.falcon.secretKey);
+    const id = await loadIdentity(record, random, secret);
+    let falcon: FalconSigner;
     try {
-      const entries = await opts.store.entries();
-      let log: TransparencyLog;
-      try {
-        log = new TransparencyLog(record.origin, id.logKeys, entries, {
-          now,
-          random,
-          falconSigner: falcon,
-        });
-      } catch (cause) {
-        throw new StoqError(
-          "LOG_TAMPERED",
-          "The CA's log holds a malformed or misplaced entry: restore it from a backup",
-          { cause },
-        );
-      }
-      const lastHead = await auditLog({
-        log,
-        heads: await opts.store.treeHeads(),
-        certificates: await opts.store.certificates(),
-        entries,
-        issuerKeyHash: id.issuerKeyHash,
-        issuerFingerprint: id.issuerFingerprint,
+      falcon = FalconSigner.open(id.logKeys.falcon.secretKey);
+    } catch (cause) {
+      if (cause instanceof StoqError) throw cause;
+      throw caTampered("the Falcon secret key is malformed", cause);
+    }
+    let signer: LogSigner | undefined;
+    try {
+      checkFalconPair(falcon, id.logKeys.falcon.publicKey, random);
+      signer = new LogSigner(record.origin, id.logKeys, {
+        now,
+        random,
+        falconSigner: falcon,
       });
-      if (opts.trustedCheckpoint !== undefined) {
-        await checkTrustedCheckpoint(log, opts.trustedCheckpoint);
-      }
-      return new CertificateAuthority(opts, { id, falcon, log, lastHead });
+      const log = await StoredLog.open(
+        opts.store,
+        signer,
+        id.macKey,
+        opts.trustedCheckpoint,
+      );
+      const ca = new CertificateAuthority(opts, { id, falcon, signer, log });
+      await ca.#loadRevocations();
+      if (opts.verify === "full") await ca.audit();
+      return ca;
     } catch (err) {
+      signer?.close();
       falcon.close();
       throw err;
     }
@@ -337,19 +487,31 @@ export class CertificateAuthority {
     return this.#id.logKeys.falcon.publicKey.slice();
   }
 
-  /** The transparency log (read-only use: proofs, roots, tiles, vkeys). */
-  get log(): TransparencyLog {
+  /**
+   * The transparency log as the store holds it (proofs, roots, tiles, vkeys; read-only use). Its
+   * proofs and roots are asynchronous: they read stored node hashes.
+   */
+  get log(): StoredLog {
     return this.#log;
   }
 
-  /** The latest signed tree head (checkpoint note, RFC 6962 signature only), if anything was issued. */
+  /**
+   * The latest signed tree head this process knows (checkpoint note, RFC 6962 signature only), if
+   * anything was issued. Other processes on a shared store may have grown the log since:
+   * {@linkcode CertificateAuthority.checkpoint} catches up first.
+   */
   get treeHead(): string | undefined {
-    return this.#lastHead;
+    return this.#log.treeHead;
   }
 
-  /** The size of the latest committed tree head (entries that may be served and proven). */
+  /** The size of the latest committed tree head this process knows (entries that may be served). */
   get treeSize(): number {
-    return this.#treeSize;
+    return this.#log.size;
+  }
+
+  /** The CSR limits {@linkcode CertificateAuthority.issue} applies. */
+  get limits(): Readonly<CsrLimits> {
+    return { ...this.#limits };
   }
 
   /** This CA as a federation member: root certificate and log keys. */
@@ -364,29 +526,23 @@ export class CertificateAuthority {
   }
 
   #check(): void {
-    if (this.#closed) {
+    if (this.#closing) {
       throw new StoqError("CLOSED", `CA ${this.name} is closed: open it again`);
     }
-  }
-
-  // Issuances (and checkpoints) run one at a time so log order matches store order.
-  #serialize<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.#queue.then(fn, fn);
-    this.#queue = run.catch(() => {});
-    return run;
   }
 
   /**
    * Issues a leaf certificate from a CSR, logs it and returns it with its transparency proof.
    *
-   * A refusal throws before anything is written, so the CA's state is unchanged.
+   * A refusal throws before anything is written, so the CA's state is unchanged. Issuances may run
+   * concurrently (in this process and in others on a shared store): the store sequences them.
    *
-   * @param csr A PKCS#10 request, PEM or DER.
+   * @param csr A PKCS#10 request, PEM or DER, at most {@linkcode CertificateAuthorityOptions.maxCsrBytes}.
    * @param opts Issuance options.
    * @returns The certificate and proof.
-   * @throws {StoqError} `CSR_MALFORMED`, `CSR_BAD_SIGNATURE`, `KEY_UNSUPPORTED`, `SAN_IPV4`,
-   * `NAME_NOT_ALLOWED`, `LIFETIME_TOO_LONG`, `UNAUTHORIZED` (refused by `opts.authorize`), or
-   * `STORE_ERROR`.
+   * @throws {StoqError} `CSR_TOO_LARGE`, `CSR_MALFORMED`, `TOO_MANY_SANS`, `CSR_BAD_SIGNATURE`,
+   * `KEY_UNSUPPORTED`, `SAN_IPV4`, `NAME_NOT_ALLOWED`, `LIFETIME_TOO_LONG`, `UNAUTHORIZED`
+   * (refused by `opts.authorize`), or `STORE_ERROR`.
    *
    * @example Refusing a malformed request
    * ```ts
@@ -395,24 +551,20 @@ export class CertificateAuthority {
    * await ca.issue("not a csr").catch((e) => console.log(e.code)); // "CSR_MALFORMED"
    * ```
    */
-  issue(
+  async issue(
     csr: string | Uint8Array,
     opts: IssueOptions = {},
   ): Promise<IssuedCertificate> {
     this.#check();
     if (typeof csr !== "string" && !(csr instanceof Uint8Array)) {
-      return Promise.reject(
-        new TypeError(
-          "Cannot issue as 'csr' must be a PEM string or DER bytes",
-        ),
+      throw new TypeError(
+        "Cannot issue as 'csr' must be a PEM string or DER bytes",
       );
     }
-    return this.#serialize(async () => {
-      const lifetime = opts.lifetimeMs ?? this.#defaultLifetime;
-      checkLifetime("lifetimeMs", lifetime);
-      const checked = await checkCsr(csr, this.#allowed);
-      return await this.#issueChecked(checked, lifetime, opts);
-    });
+    const lifetime = opts.lifetimeMs ?? this.#defaultLifetime;
+    checkLifetime("lifetimeMs", lifetime);
+    const checked = await checkCsr(csr, this.#allowed, this.#limits);
+    return await this.#issueChecked(checked, lifetime, opts);
   }
 
   /** Signs, logs and commits a certificate for a key and names that passed the policy. */
@@ -433,14 +585,12 @@ export class CertificateAuthority {
         `The requester may not have ${names.join(", ")}: check its credentials`,
       );
     }
+    this.#check();
     // X.509 times have one-second precision; truncate so the Falcon message matches the cert.
     const notBefore = new Date(Math.floor(this.#now().getTime() / 1000) * 1000);
-    let serial: string;
-    do {
-      serial = newSerial(this.#random);
-    } while (await this.#store.certificate(serial));
     const t: LeafTemplate = {
-      serial,
+      // 128 random bits: a collision is refused by the store's key and changes nothing.
+      serial: newSerial(this.#random),
       notBefore,
       notAfter: new Date(notBefore.getTime() + lifetime),
       names,
@@ -460,9 +610,10 @@ export class CertificateAuthority {
   }
 
   /**
-   * The RFC 6962 precertificate flow: sign the precertificate (poison last), have the log sign
-   * the SCT for its entry and append it, sign the new tree head and the final certificate (SCT
-   * list last), and commit all of it in one store transaction.
+   * The RFC 6962 precertificate flow: sign the precertificate (poison last); in the store's
+   * sequencing transaction, take the next leaf index, sign the SCT for the entry at it and store
+   * entry and certificate record; then integrate and sign a tree head over the committed tree,
+   * sign the final certificate (SCT list last) and read the inclusion proof.
    */
   async #logAndIssue(
     t: LeafTemplate,
@@ -470,45 +621,42 @@ export class CertificateAuthority {
     extensions: Uint8Array[],
   ): Promise<IssuedCertificate> {
     const id = this.#id;
-    const entry: PrecertEntry = {
-      timestamp: this.#now().getTime(),
-      issuerKeyHash: id.issuerKeyHash,
-      tbs: leafTbs(t, subject, extensions),
-      leafIndex: this.#log.size,
-    };
+    const tbs = leafTbs(t, subject, extensions);
     const precertTbs = leafTbs(t, subject, [...extensions, POISON_EXTENSION]);
     const precert = signedCertificate(precertTbs, this.#signRoot(precertTbs));
-    const sct = this.#log.sct(entry);
+    const timestamp = this.#now().getTime();
+    let sct!: CertificateRecord["sct"];
+    const index = await this.#store.sequence(1, (leafIndex) => {
+      const entry: PrecertEntry = {
+        timestamp,
+        issuerKeyHash: id.issuerKeyHash,
+        tbs,
+        leafIndex,
+      };
+      sct = this.#signer.sct(entry);
+      const logEntry = tileLeaf(timestampedEntry(entry), precert, [
+        id.issuerFingerprint,
+      ]);
+      const fields = {
+        serial: t.serial,
+        leafIndex,
+        notAfter: t.notAfter.getTime(),
+        sct,
+      };
+      return [{
+        entry: {
+          entry: logEntry,
+          mac: entryMac(id.macKey, leafIndex, logEntry),
+        },
+        certificate: { ...fields, mac: certificateMac(id.macKey, fields) },
+      }];
+    });
     const finalTbs = leafTbs(t, subject, [
       ...extensions,
       sctListExtension([sct]),
     ]);
-    const logEntry = tileLeaf(timestampedEntry(entry), precert, [
-      id.issuerFingerprint,
-    ]);
-    this.#log.append(logEntry);
-    let head: string;
-    let cert: Uint8Array;
-    try {
-      head = await this.#log.signTreeHead();
-      cert = signedCertificate(finalTbs, this.#signRoot(finalTbs));
-      await this.#store.commitIssuance(
-        {
-          serial: t.serial,
-          leafIndex: entry.leafIndex,
-          notAfter: t.notAfter.getTime(),
-          sct,
-        },
-        logEntry,
-        head,
-      );
-    } catch (err) {
-      // Nothing was committed: rebuild the in-memory log from what the store holds.
-      await this.#rebuildLog();
-      throw err;
-    }
-    this.#lastHead = head;
-    this.#treeSize = entry.leafIndex + 1;
+    const cert = signedCertificate(finalTbs, this.#signRoot(finalTbs));
+    const head = await this.#log.headCovering(index);
     return {
       serial: t.serial,
       der: cert,
@@ -516,23 +664,12 @@ export class CertificateAuthority {
       notBefore: t.notBefore,
       notAfter: t.notAfter,
       names: [...t.names],
-      proof: this.#log.proof(entry.leafIndex, head, sct),
+      proof: await this.#log.proof(index, head, sct),
     };
   }
 
   #signRoot(tbs: Uint8Array): Uint8Array {
     return this.#id.rootSigner.sign(tbs);
-  }
-
-  async #rebuildLog(): Promise<void> {
-    const old = this.#log;
-    this.#log = new TransparencyLog(
-      old.origin,
-      this.#id.logKeys,
-      await this.#store.entries(),
-      { now: this.#now, random: this.#random, falconSigner: this.#falcon },
-    );
-    old.close();
   }
 
   /**
@@ -568,8 +705,10 @@ export class CertificateAuthority {
     checkLifetime("lifetimeMs", lifetime);
     checkNames([name], this.#allowed);
     const { spki, key } = newP256Key(this.#random);
-    const issued = await this.#serialize(() =>
-      this.#issueChecked({ spki, names: [name] }, lifetime, opts)
+    const issued = await this.#issueChecked(
+      { spki, names: [name] },
+      lifetime,
+      opts,
     );
     return {
       ...issued,
@@ -579,11 +718,21 @@ export class CertificateAuthority {
     };
   }
 
+  /** A certificate record, after its MAC check (`CA_TAMPERED` when it changed). */
+  async #certificate(serial: string): Promise<CertificateRecord | undefined> {
+    const rec = await this.#store.certificate(serial);
+    if (rec) checkCertificateMac(this.#id.macKey, rec);
+    return rec;
+  }
+
   /**
-   * A fresh transparency proof for an issued certificate, against the latest tree head.
+   * A fresh transparency proof for an issued certificate, against the latest tree head, after
+   * checking the certificate record (SCT included), its log entry and the stored tree.
    *
    * @param serial The serial number (hex).
    * @returns The proof, or `undefined` when this CA never issued the serial.
+   * @throws {StoqError} `CA_TAMPERED` when the certificate record changed; `LOG_TAMPERED` when
+   * its entry or the tree did.
    *
    * @example Looking up a proof
    * ```ts
@@ -595,18 +744,21 @@ export class CertificateAuthority {
    */
   async proof(serial: string): Promise<TransparencyProof | undefined> {
     this.#check();
-    const rec = await this.#store.certificate(canonicalSerial(serial));
-    const head = this.#lastHead;
-    if (!rec || !head) return undefined;
-    return this.#log.proof(rec.leafIndex, head, rec.sct);
+    const rec = await this.#certificate(canonicalSerial(serial));
+    if (!rec) return undefined;
+    const head = await this.#log.headCovering(rec.leafIndex);
+    return await this.#log.proof(rec.leafIndex, head, rec.sct);
   }
 
   /**
-   * Log entries (static-ct-api `TileLeaf`s) of the committed tree, for data tiles.
+   * Log entries (static-ct-api `TileLeaf`s) of the committed tree, for data tiles; each is checked
+   * against its MAC.
    *
    * @param start The first index.
    * @param end One past the last index (at most {@linkcode CertificateAuthority.treeSize}).
    * @returns The entries.
+   * @throws {RangeError} When the range is outside the committed tree.
+   * @throws {StoqError} `LOG_TAMPERED` when an entry changed or is missing.
    *
    * @example Reading the first entry
    * ```ts
@@ -618,22 +770,69 @@ export class CertificateAuthority {
    * ```
    */
   logEntries(start: number, end: number): Promise<Uint8Array[]> {
-    this.#check();
-    if (
-      !Number.isSafeInteger(start) || !Number.isSafeInteger(end) ||
-      start < 0 || start > end || end > this.#treeSize
-    ) {
-      return Promise.reject(
-        new RangeError(
-          `Cannot read log entries as [${start}, ${end}) must lie within the tree of ${this.#treeSize}`,
-        ),
+    try {
+      this.#check();
+      if (
+        !Number.isSafeInteger(start) || !Number.isSafeInteger(end) ||
+        start < 0 || start > end || end > this.treeSize
+      ) {
+        throw new RangeError(
+          `Cannot read log entries as [${start}, ${end}) must lie within the tree of ${this.treeSize}`,
+        );
+      }
+      return this.#log.entries(start, end);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** Reads and verifies every revocation against the root-signed chain seal. */
+  async #loadRevocations(): Promise<void> {
+    const seal = await this.#store.revocationSeal();
+    const rows = await this.#store.revocations();
+    let chain = EMPTY_CHAIN;
+    const revoked = new Map<string, RevocationRecord>();
+    for (const r of rows) {
+      chain = chainRevocation(chain, r);
+      revoked.set(r.serial, r);
+    }
+    const count = seal?.count ?? 0;
+    if (rows.length !== count || revoked.size !== rows.length) {
+      throw caTampered(
+        `${rows.length} revocations are stored but the revocation seal covers ${count}: a revocation was deleted or added`,
       );
     }
-    return this.#store.entries(start, end);
+    if (
+      seal &&
+      (toBase64(chain) !== seal.chain ||
+        !sealVerifies(
+          this.#id.rootSpki,
+          revocationSealMessage(this.name, count, chain),
+          fromBase64(seal.signature),
+        ))
+    ) {
+      throw caTampered(
+        "the revocations do not match the root-signed revocation seal: one was changed",
+      );
+    }
+    this.#revoked = revoked;
+    this.#seal = seal;
+  }
+
+  /** Re-reads the revocations when another process (or an attacker) changed the seal. */
+  async #syncRevocations(): Promise<void> {
+    const seal = await this.#store.revocationSeal();
+    if (
+      seal?.signature !== this.#seal?.signature ||
+      seal?.count !== this.#seal?.count
+    ) {
+      await this.#loadRevocations();
+    }
   }
 
   /**
-   * Revokes a certificate this CA issued. Idempotent: the first revocation stays.
+   * Revokes a certificate this CA issued. Idempotent: the first revocation stays. The revocation
+   * extends the revocation chain, whose new seal the root key signs.
    *
    * @param serial The serial number (hex).
    * @param reason The RFC 5280 reason.
@@ -659,16 +858,41 @@ export class CertificateAuthority {
       );
     }
     const s = canonicalSerial(serial);
-    if (!(await this.#store.certificate(s))) {
+    if (!(await this.#certificate(s))) {
       throw new RangeError(
         `Cannot revoke serial ${serial}: this CA never issued it`,
       );
     }
-    await this.#store.revoke({
-      serial: s,
-      reason,
-      revokedAt: this.#now().getTime(),
-    });
+    const revocation = { serial: s, reason, revokedAt: this.#now().getTime() };
+    for (let attempt = 0; attempt < REVOKE_ATTEMPTS; attempt++) {
+      await this.#syncRevocations();
+      if (this.#revoked.has(s)) return;
+      const expected = this.#seal;
+      const count = (expected?.count ?? 0) + 1;
+      const chain = chainRevocation(
+        expected ? fromBase64(expected.chain) : EMPTY_CHAIN,
+        revocation,
+      );
+      const next: RevocationSeal = {
+        count,
+        chain: toBase64(chain),
+        signature: toBase64(
+          this.#signRoot(revocationSealMessage(this.name, count, chain)),
+        ),
+      };
+      const outcome = await this.#store.revoke(revocation, expected, next);
+      if (outcome === "revoked") {
+        this.#revoked.set(s, revocation);
+        this.#seal = next;
+        return;
+      }
+      // "exists" or "conflict": another process revoked meanwhile; re-read and go again.
+      await this.#loadRevocations();
+    }
+    throw new StoqError(
+      "STORE_ERROR",
+      `Cannot revoke ${s}: other processes kept revoking at the same moment`,
+    );
   }
 
   /**
@@ -676,6 +900,7 @@ export class CertificateAuthority {
    *
    * @param serial The serial number (hex).
    * @returns The status signed by the root key (see `verifyStatus`).
+   * @throws {StoqError} `CA_TAMPERED` when the revocations or the certificate record changed.
    *
    * @example Status of an unknown serial
    * ```ts
@@ -687,9 +912,10 @@ export class CertificateAuthority {
   async status(serial: string): Promise<SignedStatus> {
     this.#check();
     const s = canonicalSerial(serial);
-    const rev = await this.#store.revocation(s);
+    await this.#syncRevocations();
+    const rev = this.#revoked.get(s);
     const known = rev !== undefined ||
-      (await this.#store.certificate(s)) !== undefined;
+      (await this.#certificate(s)) !== undefined;
     return await signStatus({
       issuer: this.name,
       serial: s,
@@ -715,17 +941,19 @@ export class CertificateAuthority {
    */
   async revocationList(): Promise<string> {
     this.#check();
+    await this.#syncRevocations();
     return await buildRevocationList(
       this.#id.root,
       this.#id.rootKey,
       this.#now(),
-      await this.#store.revocations(),
+      [...this.#revoked.values()],
     );
   }
 
   /**
-   * Publishes the current tree head as a C2SP checkpoint: the RFC 6962 tree head signature
-   * (static-ct-api) and a Falcon-512 co-signature.
+   * Publishes the latest committed tree head as a C2SP checkpoint: the RFC 6962 tree head
+   * signature (static-ct-api) and a Falcon-512 co-signature. On a shared store it first
+   * integrates what other processes sequenced.
    *
    * @returns The signed note (an RFC 6962 line, then a Falcon line).
    *
@@ -738,8 +966,82 @@ export class CertificateAuthority {
    * ```
    */
   checkpoint(): Promise<string> {
+    try {
+      this.#check();
+      return this.#log.checkpoint();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /**
+   * Verifies everything the store holds, O(n): every log entry (MAC, place, Merkle leaf), every
+   * stored tree node and tree head against the recomputed tree, every certificate record (MAC,
+   * SCT signature, and its entry being the precertificate of its serial), and the revocations.
+   * `verify: "full"` runs it at open.
+   *
+   * @returns What was checked.
+   * @throws {StoqError} `LOG_TAMPERED` or `CA_TAMPERED` naming the first thing that fails.
+   *
+   * @example Auditing a CA
+   * ```ts
+   * import { CertificateAuthority, MemoryCaStore } from "./mod.ts";
+   * const ca = await CertificateAuthority.open({ name: "demo", store: new MemoryCaStore() });
+   * await ca.provision("app");
+   * console.log((await ca.audit()).certificates); // 1
+   * ```
+   */
+  async audit(): Promise<CaAudit> {
     this.#check();
-    return this.#serialize(() => this.#log.checkpoint());
+    const id = this.#id;
+    const logKey = await importLogKey(id.logKeys.spki);
+    let certificates = 0;
+    const log = await this.#log.audit(async (start, entries) => {
+      const records = await this.#store.certificates(
+        start,
+        start + entries.length,
+      );
+      if (records.length !== entries.length) {
+        throw caTampered(
+          `${records.length} certificate records for the ${entries.length} log entries from ${start}: one was deleted`,
+        );
+      }
+      for (const [i, rec] of records.entries()) {
+        checkCertificateMac(id.macKey, rec);
+        const entry = entries[i];
+        if (
+          rec.leafIndex !== start + i ||
+          !entryIsCertificate(
+            entry,
+            rec.serial,
+            id.issuerKeyHash,
+            id.issuerFingerprint,
+          )
+        ) {
+          throw caTampered(
+            `log entry ${
+              start + i
+            } is not the precertificate of certificate ${rec.serial}`,
+          );
+        }
+        const leaf = parseTileLeaf(entry);
+        const sctOk = rec.sct.logId === this.#log.logId &&
+          rec.sct.leafIndex === rec.leafIndex &&
+          rec.sct.timestamp === leaf.timestamp &&
+          await verifySctSignature(rec.sct, {
+            issuerKeyHash: leaf.issuerKeyHash!,
+            tbs: leaf.signed,
+          }, logKey);
+        if (!sctOk) {
+          throw caTampered(
+            `the SCT of certificate ${rec.serial} does not verify`,
+          );
+        }
+        certificates++;
+      }
+    });
+    await this.#loadRevocations();
+    return { ...log, certificates, revocations: this.#revoked.size };
   }
 
   /**
@@ -761,18 +1063,22 @@ export class CertificateAuthority {
     return endorseBundle(this.name, this.#id.rootKey, bundle);
   }
 
-  /** Closes the CA and its store and wipes its expanded Falcon key; idempotent. */
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#log.close();
-    this.#falcon.close();
-    this.#store.close();
+  /**
+   * Closes the CA: wipes its expanded Falcon key and closes its store (a PostgreSQL pool drains
+   * first). Idempotent; resolves when the store is closed.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#signer.close();
+      this.#falcon.close();
+      await this.#store.close();
+    })();
+    return this.#closing;
   }
 
   /** Same as {@linkcode CertificateAuthority.close}. */
-  [Symbol.dispose](): void {
-    this.close();
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 }
 

@@ -9,7 +9,12 @@
  *   C2SP checkpoints co-signed with Falcon-512; {@linkcode staticCtHandler} serves it as C2SP
  *   static-ct-api (checkpoint, tiles, issuers).
  * - {@linkcode FalconSigner}: native Falcon-512 (PQClean) with the key expanded once.
- * - {@linkcode SqliteCaStore}: one SQLite file per CA, one transaction per issuance.
+ * - Storage behind {@linkcode CaStore}: {@linkcode SqliteCaStore} (one file per CA, the default),
+ *   {@linkcode PostgresCaStore} (one database shared by several CA processes), chosen by URL with
+ *   {@linkcode openCaStore}. The store sequences (assigns leaf indices in the issuing
+ *   transaction); integration is a pure function of the committed tree state and the new entries;
+ *   start-up reads the tree's compact range, not the log. The identity, revocations and every row
+ *   an issuance writes are authenticated and checked (`CA_TAMPERED`, `LOG_TAMPERED`).
  * - {@linkcode Federation}: signed trust bundle and `verifyPeer` for the transport (root, validity,
  *   Falcon co-signature, embedded SCT checked offline, inclusion proof, status).
  * - {@linkcode CertificateRotator}: renews an identity at two thirds of its lifetime.
@@ -38,6 +43,7 @@
  */
 
 export {
+  type CaAudit,
   CertificateAuthority,
   type CertificateAuthorityOptions,
   evidenceSource,
@@ -45,13 +51,16 @@ export {
   type IssueOptions,
   type ProvisionedIdentity,
 } from "./ca.ts";
+export { type CsrLimits, DEFAULT_CSR_LIMITS } from "./core/policy.ts";
 export { nameAllowed } from "./core/policy.ts";
 export { MAX_COMMON_NAME } from "./core/leaf.ts";
 export { type RandomSource, SYSTEM_RANDOM } from "./core/random.ts";
 export type { EcdsaSigner } from "./core/ecdsa.ts";
 export {
   generateLogKeys,
+  integrateEntries,
   type LogKeys,
+  LogSigner,
   TransparencyLog,
   type TransparencyLogOptions,
   type TransparencyProof,
@@ -121,9 +130,19 @@ export {
   type VerifyPeerOptions,
 } from "./core/federation.ts";
 export {
+  appendLeaves,
+  type CompactRange,
+  compactRangeIds,
+  compactRangeRoot,
+  consistencyProofFromNodes,
+  inclusionProofFromNodes,
   leafHash,
   MerkleTree,
   nodeHash,
+  type NodeId,
+  type NodeReader,
+  rootFromNodes,
+  type TreeNode,
   verifyConsistency,
   verifyInclusion,
 } from "./core/merkle.ts";
@@ -170,11 +189,29 @@ export {
   peerIdentity,
 } from "./binding.ts";
 export type {
-  CaIdentityRecord,
   CaStore,
   CertificateRecord,
+  Integration,
+  LogEntryRecord,
   RevocationRecord,
+  RevocationSeal,
+  RevokeOutcome,
+  SequencedIssuance,
   StoreCounts,
+  StoredTreeHead,
+  TreeState,
 } from "./store/store.ts";
+export type {
+  CaIdentityRecord,
+  IdentityComponent,
+  IdentitySeal,
+} from "./core/identity.ts";
+export type { KeyWrapping } from "./core/key_wrap.ts";
 export { MemoryCaStore } from "./store/memory.ts";
 export { SqliteCaStore } from "./store/sqlite.ts";
+export {
+  PostgresCaStore,
+  type PostgresCaStoreOptions,
+} from "./store/postgres.ts";
+export { openCaStore } from "./store/open.ts";
+export { type LogAudit, StoredLog } from "./stored_log.ts";

@@ -343,6 +343,9 @@ export function noteVerifier(
         } catch {
           return false;
         }
+        // The tree head signature does not cover the origin line; static-ct-api has the key name
+        // (bound by the key ID) stand for it, so they must match.
+        if (cp.origin !== name) return false;
         const at = await verifyTreeHead(
           await key,
           signature,
@@ -644,5 +647,13 @@ export function parseCheckpoint(body: string): Checkpoint {
       "Cannot parse checkpoint: tree size too large",
     );
   }
-  return { origin, treeSize, rootHash: fromBase64(root) };
+  const rootHash = fromBase64(root);
+  // Only the canonical encoding: the last character's two spare bits must be zero.
+  if (toBase64(rootHash) !== root) {
+    throw new StoqError(
+      "PROOF_INVALID",
+      "Cannot parse checkpoint: the root hash is not canonical base64",
+    );
+  }
+  return { origin, treeSize, rootHash };
 }

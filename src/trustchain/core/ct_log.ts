@@ -31,7 +31,14 @@ import {
 } from "./checkpoint.ts";
 import { type EcdsaSigner, newP256Pkcs8, p256Signer } from "./ecdsa.ts";
 import { type FalconKeyPair, FalconSigner } from "./falcon.ts";
-import { leafHash, MerkleTree, verifyInclusion } from "./merkle.ts";
+import {
+  appendLeaves,
+  type CompactRange,
+  leafHash,
+  MerkleTree,
+  type TreeNode,
+  verifyInclusion,
+} from "./merkle.ts";
 import { type RandomSource, SYSTEM_RANDOM } from "./random.ts";
 import {
   logIdOf,
@@ -111,21 +118,20 @@ export function generateLogKeys(
 }
 
 /**
- * An append-only RFC 6962 transparency log held in memory (hashes only).
+ * Signs for one log: SCTs, tree heads (the RFC 6962 note signature) and checkpoints (plus the
+ * Falcon-512 co-signature), over whatever tree state it is given. Pure: keys, a clock and a random
+ * source. {@linkcode TransparencyLog} and the CA's stored log both sign through it.
  *
- * @example Logging a precertificate entry, signing its SCT and proving it
+ * @example Signing a tree head for a state held elsewhere
  * ```ts
- * import { generateLogKeys, leafHash, merkleTreeLeaf, tileLeaf, timestampedEntry, TransparencyLog, verifyTransparencyProof } from "../mod.ts";
+ * import { generateLogKeys, LogSigner } from "./ct_log.ts";
  * import { generateFalconKeyPair } from "./falcon.ts";
- * using log = new TransparencyLog("example.com/log", await generateLogKeys(generateFalconKeyPair()));
- * const entry = { timestamp: Date.now(), issuerKeyHash: new Uint8Array(32), tbs: new Uint8Array([0x30, 0]), leafIndex: log.size };
- * const te = timestampedEntry(entry);
- * log.append(tileLeaf(te, new Uint8Array([0x30, 0]), []));
- * const proof = log.proof(entry.leafIndex, await log.signTreeHead(), log.sct(entry));
- * console.log((await verifyTransparencyProof(merkleTreeLeaf(te), proof, log.verifiers)).treeSize); // 1
+ * using signer = new LogSigner("example.com/log", await generateLogKeys(generateFalconKeyPair()));
+ * const note = await signer.signTreeHead(0, new Uint8Array(32));
+ * console.log(note.split("\n")[1]); // "0"
  * ```
  */
-export class TransparencyLog implements Disposable {
+export class LogSigner implements Disposable {
   /** The log origin (first checkpoint line and note key name). */
   readonly origin: string;
   /** Base64 log ID: SHA-256 of the log key's DER SubjectPublicKeyInfo. */
@@ -135,25 +141,22 @@ export class TransparencyLog implements Disposable {
   readonly #keys: LogKeys;
   readonly #signer: EcdsaSigner;
   readonly #logId: Uint8Array;
-  readonly #tree = new MerkleTree();
   readonly #now: () => Date;
   readonly #random: RandomSource;
   #falcon: FalconSigner | undefined;
   readonly #ownsFalcon: boolean;
 
   /**
-   * Creates the log, replaying existing entries.
+   * Creates the signer.
    *
    * @param origin The log origin, e.g. `stoq.trustchain/ca-1`.
    * @param keys The signing keys.
-   * @param entries Existing entries (`TileLeaf`s), in order.
    * @param opts Clock, random source and Falcon signer.
-   * @throws {RangeError} When an entry is malformed or out of place.
+   * @throws {TypeError} When `keys.spki` is not the public key of `keys.privateKey`.
    */
   constructor(
     origin: string,
     keys: LogKeys,
-    entries: Iterable<Uint8Array> = [],
     opts: TransparencyLogOptions = {},
   ) {
     this.origin = origin;
@@ -174,12 +177,6 @@ export class TransparencyLog implements Disposable {
       noteVerifier(origin, RFC6962_NOTE_TYPE, keys.spki),
       noteVerifier(origin, FALCON_NOTE_TYPE, keys.falcon.publicKey),
     ];
-    for (const e of entries) this.append(e);
-  }
-
-  /** The number of entries. */
-  get size(): number {
-    return this.#tree.size;
   }
 
   /** The log key's DER SubjectPublicKeyInfo. */
@@ -203,11 +200,192 @@ export class TransparencyLog implements Disposable {
   }
 
   /**
+   * Signs the tree head of `size` entries with root `rootHash` (RFC 6962 `TreeHeadSignature`).
+   *
+   * @param size The tree size.
+   * @param rootHash The tree's root hash.
+   * @returns The checkpoint note.
+   */
+  signTreeHead(size: number, rootHash: Uint8Array): Promise<string> {
+    return this.#signHead(size, rootHash, false);
+  }
+
+  /**
+   * Signs the tree head and co-signs it with Falcon-512, for publication.
+   *
+   * @param size The tree size.
+   * @param rootHash The tree's root hash.
+   * @returns The checkpoint note with two signature lines.
+   */
+  checkpoint(size: number, rootHash: Uint8Array): Promise<string> {
+    return this.#signHead(size, rootHash, true);
+  }
+
+  #signHead(
+    size: number,
+    rootHash: Uint8Array,
+    withFalcon: boolean,
+  ): Promise<string> {
+    const body = formatCheckpoint({
+      origin: this.origin,
+      treeSize: size,
+      rootHash,
+    });
+    const signers = [
+      rfc6962NoteSigner(
+        this.origin,
+        this.#signer,
+        this.#keys.spki,
+        () => this.#now().getTime(),
+      ),
+    ];
+    if (withFalcon) {
+      this.#falcon ??= FalconSigner.open(this.#keys.falcon.secretKey);
+      signers.push(
+        falconNoteSigner(
+          this.origin,
+          this.#falcon,
+          this.#keys.falcon.publicKey,
+          this.#random,
+        ),
+      );
+    }
+    return signNote(body, signers);
+  }
+
+  /**
+   * Signs the SCT of a precertificate entry.
+   *
+   * @param entry The entry.
+   * @returns The SCT.
+   */
+  sct(entry: PrecertEntry): Sct {
+    return signSct(this.#signer, this.#logId, entry);
+  }
+
+  /** Frees the Falcon signer it opened itself; idempotent. */
+  close(): void {
+    if (this.#ownsFalcon) this.#falcon?.close();
+    this.#falcon = undefined;
+  }
+
+  /** Same as {@linkcode LogSigner.close}. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/**
+ * The integration step of a log whose storage sequences entries: appends entries to a tree given
+ * only its compact range. A pure function of the previous range and the new entries.
+ *
+ * @param range The compact range of the tree before.
+ * @param entries The new entries (static-ct-api `TileLeaf`s), their `leaf_index` counting on from
+ * `range.size`.
+ * @returns The compact range after and the complete subtrees the entries completed.
+ * @throws {StoqError} `MALFORMED` when an entry is malformed.
+ * @throws {RangeError} When an entry is out of place.
+ *
+ * @example Integrating one entry into the empty tree
+ * ```ts
+ * import { integrateEntries } from "./ct_log.ts";
+ * import { tileLeaf, timestampedEntry } from "./rfc6962.ts";
+ * const te = timestampedEntry({ timestamp: 1, issuerKeyHash: new Uint8Array(32), tbs: new Uint8Array([0x30, 0]), leafIndex: 0 });
+ * const { range } = integrateEntries({ size: 0, hashes: [] }, [tileLeaf(te, new Uint8Array([0x30, 0]), [])]);
+ * console.log(range.size); // 1
+ * ```
+ */
+export function integrateEntries(
+  range: CompactRange,
+  entries: readonly Uint8Array[],
+): { range: CompactRange; nodes: TreeNode[] } {
+  const hashes = entries.map((entry, i) => {
+    const leaf = parseTileLeaf(entry);
+    if (leaf.leafIndex !== range.size + i) {
+      throw new RangeError(
+        `Cannot integrate entry with leaf_index ${leaf.leafIndex} at index ${
+          range.size + i
+        }`,
+      );
+    }
+    return leafHash(merkleTreeLeaf(leaf.timestampedEntry));
+  });
+  return appendLeaves(range, hashes);
+}
+
+/**
+ * An append-only RFC 6962 transparency log held in memory (hashes only).
+ *
+ * @example Logging a precertificate entry, signing its SCT and proving it
+ * ```ts
+ * import { generateLogKeys, leafHash, merkleTreeLeaf, tileLeaf, timestampedEntry, TransparencyLog, verifyTransparencyProof } from "../mod.ts";
+ * import { generateFalconKeyPair } from "./falcon.ts";
+ * using log = new TransparencyLog("example.com/log", await generateLogKeys(generateFalconKeyPair()));
+ * const entry = { timestamp: Date.now(), issuerKeyHash: new Uint8Array(32), tbs: new Uint8Array([0x30, 0]), leafIndex: log.size };
+ * const te = timestampedEntry(entry);
+ * log.append(tileLeaf(te, new Uint8Array([0x30, 0]), []));
+ * const proof = log.proof(entry.leafIndex, await log.signTreeHead(), log.sct(entry));
+ * console.log((await verifyTransparencyProof(merkleTreeLeaf(te), proof, log.verifiers)).treeSize); // 1
+ * ```
+ */
+export class TransparencyLog implements Disposable {
+  /** The log origin (first checkpoint line and note key name). */
+  readonly origin: string;
+  /** Base64 log ID: SHA-256 of the log key's DER SubjectPublicKeyInfo. */
+  readonly logId: string;
+  /** Verifiers for this log's RFC 6962 and Falcon note keys. */
+  readonly verifiers: readonly NoteVerifier[];
+  readonly #signer: LogSigner;
+  readonly #tree = new MerkleTree();
+
+  /**
+   * Creates the log, replaying existing entries.
+   *
+   * @param origin The log origin, e.g. `stoq.trustchain/ca-1`.
+   * @param keys The signing keys.
+   * @param entries Existing entries (`TileLeaf`s), in order.
+   * @param opts Clock, random source and Falcon signer.
+   * @throws {StoqError} `MALFORMED` when an entry is malformed.
+   * @throws {RangeError} When an entry is out of place.
+   */
+  constructor(
+    origin: string,
+    keys: LogKeys,
+    entries: Iterable<Uint8Array> = [],
+    opts: TransparencyLogOptions = {},
+  ) {
+    this.#signer = new LogSigner(origin, keys, opts);
+    this.origin = origin;
+    this.logId = this.#signer.logId;
+    this.verifiers = this.#signer.verifiers;
+    for (const e of entries) this.append(e);
+  }
+
+  /** The number of entries. */
+  get size(): number {
+    return this.#tree.size;
+  }
+
+  /** The log key's DER SubjectPublicKeyInfo. */
+  get publicKey(): Uint8Array {
+    return this.#signer.publicKey;
+  }
+
+  /**
+   * The C2SP vkey strings of the log key (type `0x05`, RFC 6962 tree heads) and of the Falcon
+   * co-signing key (type `0xff`).
+   */
+  get vkeys(): { log: string; falcon: string } {
+    return this.#signer.vkeys;
+  }
+
+  /**
    * Appends an entry.
    *
    * @param entry A static-ct-api `TileLeaf` whose `leaf_index` is the current size.
    * @returns The entry's index.
-   * @throws {RangeError} When the entry is malformed or its `leaf_index` is not the next index.
+   * @throws {StoqError} `MALFORMED` when the entry is malformed.
+   * @throws {RangeError} When its `leaf_index` is not the next index.
    */
   append(entry: Uint8Array): number {
     const leaf = parseTileLeaf(entry);
@@ -241,12 +419,12 @@ export class TransparencyLog implements Disposable {
   }
 
   /**
-   * Signs the current tree head (RFC 6962 `TreeHeadSignature`; done at every issuance).
+   * Signs the current tree head (RFC 6962 `TreeHeadSignature`).
    *
    * @returns The checkpoint note.
    */
   signTreeHead(): Promise<string> {
-    return this.#signHead(false);
+    return this.#signer.signTreeHead(this.size, this.root());
   }
 
   /**
@@ -255,35 +433,7 @@ export class TransparencyLog implements Disposable {
    * @returns The checkpoint note with two signature lines.
    */
   checkpoint(): Promise<string> {
-    return this.#signHead(true);
-  }
-
-  #signHead(withFalcon: boolean): Promise<string> {
-    const body = formatCheckpoint({
-      origin: this.origin,
-      treeSize: this.size,
-      rootHash: this.root(),
-    });
-    const signers = [
-      rfc6962NoteSigner(
-        this.origin,
-        this.#signer,
-        this.#keys.spki,
-        () => this.#now().getTime(),
-      ),
-    ];
-    if (withFalcon) {
-      this.#falcon ??= FalconSigner.open(this.#keys.falcon.secretKey);
-      signers.push(
-        falconNoteSigner(
-          this.origin,
-          this.#falcon,
-          this.#keys.falcon.publicKey,
-          this.#random,
-        ),
-      );
-    }
-    return signNote(body, signers);
+    return this.#signer.checkpoint(this.size, this.root());
   }
 
   /**
@@ -293,7 +443,7 @@ export class TransparencyLog implements Disposable {
    * @returns The SCT.
    */
   sct(entry: PrecertEntry): Sct {
-    return signSct(this.#signer, this.#logId, entry);
+    return this.#signer.sct(entry);
   }
 
   /**
@@ -325,8 +475,7 @@ export class TransparencyLog implements Disposable {
 
   /** Frees the Falcon signer the log opened itself; idempotent. */
   close(): void {
-    if (this.#ownsFalcon) this.#falcon?.close();
-    this.#falcon = undefined;
+    this.#signer.close();
   }
 
   /** Same as {@linkcode TransparencyLog.close}. */

@@ -376,6 +376,18 @@ export class Federation {
     genesis: SignedTrustBundle,
     opts: FederationOptions = {},
   ): Promise<Federation> {
+    try {
+      return await Federation.#create(genesis, opts);
+    } catch (cause) {
+      if (cause instanceof StoqError) throw cause;
+      throw _invalid("Trust bundle is malformed", cause);
+    }
+  }
+
+  static async #create(
+    genesis: SignedTrustBundle,
+    opts: FederationOptions,
+  ): Promise<Federation> {
     const members = await _parseMembers(genesis?.bundle);
     const signers = await _signers(genesis, members);
     for (const name of members.keys()) {
@@ -410,6 +422,15 @@ export class Federation {
    * ```
    */
   async update(next: SignedTrustBundle): Promise<void> {
+    try {
+      await this.#update(next);
+    } catch (cause) {
+      if (cause instanceof StoqError) throw cause;
+      throw _invalid("Trust bundle update is malformed", cause);
+    }
+  }
+
+  async #update(next: SignedTrustBundle): Promise<void> {
     if (next?.bundle?.version !== this.#bundle.version + 1) {
       throw _invalid(
         `Trust bundle update must have version ${
@@ -440,6 +461,20 @@ export class Federation {
    * `CERT_REVOKED`.
    */
   async verifyPeer(opts: VerifyPeerOptions): Promise<VerifiedPeer> {
+    try {
+      return await this.#verifyPeer(opts);
+    } catch (cause) {
+      if (cause instanceof StoqError) throw cause;
+      // A certificate that parses can still fail in a lazily decoded field.
+      throw new StoqError(
+        "CERT_UNTRUSTED",
+        "Peer certificate or its evidence is malformed",
+        { cause },
+      );
+    }
+  }
+
+  async #verifyPeer(opts: VerifyPeerOptions): Promise<VerifiedPeer> {
     const now = opts?.now ?? this.#now();
     const chain = opts?.chain;
     if (

@@ -55,12 +55,336 @@ function _largestPowerOfTwoBelow(n: number): number {
   return k;
 }
 
+function _isPowerOfTwo(n: number): boolean {
+  return n > 0 && Number.isInteger(Math.log2(n));
+}
+
 function _checkSize(name: string, value: number, max: number): void {
   if (!Number.isSafeInteger(value) || value < 0 || value > max) {
     throw new RangeError(
       `Cannot use '${name}' as it must be an integer in 0..${max}: current value is ${value}`,
     );
   }
+}
+
+/**
+ * A complete subtree of a Merkle tree: the `2^level` leaves starting at leaf `index * 2^level`
+ * (level 0 is a leaf hash). Stores keep tree nodes under this key.
+ */
+export interface NodeId {
+  /** The subtree height. */
+  level: number;
+  /** Which subtree of that height, counted from the left. */
+  index: number;
+}
+
+/** A complete subtree and its hash. */
+export interface TreeNode extends NodeId {
+  /** The 32-byte hash of the subtree. */
+  hash: Uint8Array;
+}
+
+/**
+ * The compact range of a tree (its "frontier"): the hashes of the largest complete subtrees that
+ * make up leaves `[0, size)`, left to right, one per set bit of `size`. It is all a log needs to
+ * append leaves and compute its root, whatever the log's size.
+ */
+export interface CompactRange {
+  /** The number of leaves covered. */
+  size: number;
+  /** The subtree hashes, largest (leftmost) first. */
+  hashes: Uint8Array[];
+}
+
+/** Reads stored tree nodes: one hash per id, in order (see {@linkcode rootFromNodes}). */
+export type NodeReader = (
+  ids: readonly NodeId[],
+) => Promise<readonly Uint8Array[]>;
+
+// A node source: the hash of complete subtree (level, index).
+type _Get = (level: number, index: number) => Uint8Array;
+
+// MTH(D[lo:hi]). Every range the RFC recursion visits is either an aligned power of two (a stored
+// complete subtree) or splits into an aligned power-of-two left part and a recursive right part.
+function _subtree(get: _Get, lo: number, hi: number): Uint8Array {
+  const n = hi - lo;
+  if (_isPowerOfTwo(n) && lo % n === 0) return get(Math.log2(n), lo / n);
+  const k = _largestPowerOfTwoBelow(n);
+  return nodeHash(_subtree(get, lo, lo + k), _subtree(get, lo + k, hi));
+}
+
+// PATH(m, D[lo:hi]) from RFC 9162 §2.1.3.1, with m relative to lo.
+function _path(get: _Get, m: number, lo: number, hi: number): Uint8Array[] {
+  const n = hi - lo;
+  if (n === 1) return [];
+  const k = _largestPowerOfTwoBelow(n);
+  if (m < k) {
+    return [..._path(get, m, lo, lo + k), _subtree(get, lo + k, hi)];
+  }
+  return [..._path(get, m - k, lo + k, hi), _subtree(get, lo, lo + k)];
+}
+
+// SUBPROOF(m, D[lo:hi], b) from RFC 9162 §2.1.4.1.
+function _subproof(
+  get: _Get,
+  m: number,
+  lo: number,
+  hi: number,
+  b: boolean,
+): Uint8Array[] {
+  const n = hi - lo;
+  if (m === n) return b ? [] : [_subtree(get, lo, hi)];
+  const k = _largestPowerOfTwoBelow(n);
+  if (m <= k) {
+    return [..._subproof(get, m, lo, lo + k, b), _subtree(get, lo + k, hi)];
+  }
+  return [
+    ..._subproof(get, m - k, lo + k, hi, false),
+    _subtree(get, lo, lo + k),
+  ];
+}
+
+function _root(get: _Get, size: number): Uint8Array {
+  return size === 0 ? EMPTY_ROOT : _subtree(get, 0, size);
+}
+
+function _inclusion(get: _Get, index: number, size: number): Uint8Array[] {
+  return _path(get, index, 0, size);
+}
+
+function _consistency(get: _Get, first: number, second: number): Uint8Array[] {
+  if (first === 0 || first === second) return [];
+  return _subproof(get, first, 0, second, true);
+}
+
+/**
+ * Runs a proof computation over stored nodes: once to learn which nodes it needs (O(log n)),
+ * then, after one read of those nodes, for real.
+ */
+async function _fromNodes<T>(
+  read: NodeReader,
+  compute: (get: _Get) => T,
+): Promise<T> {
+  const wanted = new Map<string, NodeId>();
+  const placeholder = new Uint8Array(32);
+  compute((level, index) => {
+    wanted.set(`${level}/${index}`, { level, index });
+    return placeholder;
+  });
+  const ids = [...wanted.values()];
+  const hashes = ids.length ? await read(ids) : [];
+  const found = new Map<string, Uint8Array>();
+  ids.forEach((id, i) => {
+    const hash = hashes[i];
+    if (!(hash instanceof Uint8Array) || hash.length !== 32) {
+      throw new RangeError(
+        `Tree node ${id.level}/${id.index} is missing or not a 32-byte hash`,
+      );
+    }
+    found.set(`${id.level}/${id.index}`, hash);
+  });
+  return compute((level, index) => found.get(`${level}/${index}`)!);
+}
+
+/**
+ * The root hash (MTH) of the first `size` leaves, from stored complete-subtree hashes: reads
+ * O(log size) nodes.
+ *
+ * @param read Reads nodes by id.
+ * @param size The tree size.
+ * @returns The 32-byte root hash.
+ * @throws {RangeError} When a node the computation needs is missing.
+ *
+ * @example From a tree's own nodes
+ * ```ts
+ * import { leafHash, MerkleTree, rootFromNodes } from "./merkle.ts";
+ * const tree = new MerkleTree();
+ * for (let i = 0; i < 5; i++) tree.append(leafHash(new Uint8Array([i])));
+ * const read = (ids: readonly { level: number; index: number }[]) =>
+ *   Promise.resolve(ids.map((id) => tree.subtreeHash(id.level, id.index)));
+ * console.log((await rootFromNodes(read, 5)).join() === tree.root().join()); // true
+ * ```
+ */
+export function rootFromNodes(
+  read: NodeReader,
+  size: number,
+): Promise<Uint8Array> {
+  _checkSize("size", size, Number.MAX_SAFE_INTEGER);
+  return _fromNodes(read, (get) => _root(get, size));
+}
+
+/**
+ * RFC 9162 §2.1.3.1 inclusion proof from stored complete-subtree hashes (O(log size) nodes).
+ *
+ * @param read Reads nodes by id.
+ * @param index The leaf index.
+ * @param size The tree size, greater than `index`.
+ * @returns The audit path, bottom-up.
+ * @throws {RangeError} When a node the proof needs is missing.
+ *
+ * @example Same proof as the in-memory tree
+ * ```ts
+ * import { inclusionProofFromNodes, leafHash, MerkleTree } from "./merkle.ts";
+ * const tree = new MerkleTree();
+ * for (let i = 0; i < 7; i++) tree.append(leafHash(new Uint8Array([i])));
+ * const read = (ids: readonly { level: number; index: number }[]) =>
+ *   Promise.resolve(ids.map((id) => tree.subtreeHash(id.level, id.index)));
+ * console.log((await inclusionProofFromNodes(read, 3, 7)).length); // 3
+ * ```
+ */
+export function inclusionProofFromNodes(
+  read: NodeReader,
+  index: number,
+  size: number,
+): Promise<Uint8Array[]> {
+  _checkSize("size", size, Number.MAX_SAFE_INTEGER);
+  _checkSize("index", index, size - 1);
+  return _fromNodes(read, (get) => _inclusion(get, index, size));
+}
+
+/**
+ * RFC 9162 §2.1.4.1 consistency proof from stored complete-subtree hashes (O(log second) nodes).
+ *
+ * @param read Reads nodes by id.
+ * @param first The older tree size.
+ * @param second The newer tree size.
+ * @returns The proof nodes.
+ * @throws {RangeError} When a node the proof needs is missing.
+ *
+ * @example Same proof as the in-memory tree
+ * ```ts
+ * import { consistencyProofFromNodes, leafHash, MerkleTree } from "./merkle.ts";
+ * const tree = new MerkleTree();
+ * for (let i = 0; i < 7; i++) tree.append(leafHash(new Uint8Array([i])));
+ * const read = (ids: readonly { level: number; index: number }[]) =>
+ *   Promise.resolve(ids.map((id) => tree.subtreeHash(id.level, id.index)));
+ * console.log((await consistencyProofFromNodes(read, 3, 7)).length); // 4
+ * ```
+ */
+export function consistencyProofFromNodes(
+  read: NodeReader,
+  first: number,
+  second: number,
+): Promise<Uint8Array[]> {
+  _checkSize("second", second, Number.MAX_SAFE_INTEGER);
+  _checkSize("first", first, second);
+  return _fromNodes(read, (get) => _consistency(get, first, second));
+}
+
+/**
+ * The ids of the nodes in the compact range of a tree of `size` leaves, largest first.
+ *
+ * @param size The tree size.
+ * @returns One id per set bit of `size`.
+ *
+ * @example Five leaves: a subtree of four, then one leaf
+ * ```ts
+ * import { compactRangeIds } from "./merkle.ts";
+ * console.log(compactRangeIds(5)); // [ { level: 2, index: 0 }, { level: 0, index: 4 } ]
+ * ```
+ */
+export function compactRangeIds(size: number): NodeId[] {
+  _checkSize("size", size, Number.MAX_SAFE_INTEGER);
+  const ids: NodeId[] = [];
+  let start = 0;
+  for (let level = 52; level >= 0; level--) {
+    const width = 2 ** level;
+    if (size - start >= width) {
+      ids.push({ level, index: start / width });
+      start += width;
+    }
+  }
+  return ids;
+}
+
+/** Throws a `RangeError` unless `range` is a well-formed compact range. */
+function _checkRange(range: CompactRange): void {
+  if (
+    typeof range !== "object" || range === null ||
+    !Number.isSafeInteger(range.size) || range.size < 0 ||
+    !Array.isArray(range.hashes) ||
+    range.hashes.length !== compactRangeIds(range.size).length ||
+    !range.hashes.every((h) => h instanceof Uint8Array && h.length === 32)
+  ) {
+    throw new RangeError(
+      "Cannot use the compact range as it must hold one 32-byte hash per set bit of its size",
+    );
+  }
+}
+
+/**
+ * The root hash of the tree a compact range covers.
+ *
+ * @param range The compact range.
+ * @returns The 32-byte root hash (the empty tree's hash for size 0).
+ * @throws {RangeError} When the range is malformed.
+ *
+ * @example The empty tree
+ * ```ts
+ * import { compactRangeRoot } from "./merkle.ts";
+ * console.log(compactRangeRoot({ size: 0, hashes: [] }).length); // 32
+ * ```
+ */
+export function compactRangeRoot(range: CompactRange): Uint8Array {
+  _checkRange(range);
+  const { hashes } = range;
+  if (hashes.length === 0) return EMPTY_ROOT;
+  let root = hashes[hashes.length - 1];
+  for (let i = hashes.length - 2; i >= 0; i--) root = nodeHash(hashes[i], root);
+  return root;
+}
+
+/**
+ * Appends leaves to a tree given only its compact range: the integration step of a log whose
+ * storage assigns the leaf indices (as Tessera and Trillian integrate). A pure function of the
+ * previous range and the new leaf hashes.
+ *
+ * @param range The compact range of the tree before.
+ * @param leafHashes The new leaves' hashes ({@linkcode leafHash}), in index order.
+ * @returns The compact range after, and every complete subtree the new leaves completed (leaf
+ * hashes included), for the store to keep.
+ * @throws {RangeError} When the range or a hash is malformed.
+ *
+ * @example Growing a tree from its frontier alone
+ * ```ts
+ * import { appendLeaves, compactRangeRoot, leafHash, MerkleTree } from "./merkle.ts";
+ * const tree = new MerkleTree();
+ * let range = { size: 0, hashes: [] as Uint8Array[] };
+ * for (let i = 0; i < 6; i++) {
+ *   const h = leafHash(new Uint8Array([i]));
+ *   tree.append(h);
+ *   range = appendLeaves(range, [h]).range;
+ * }
+ * console.log(compactRangeRoot(range).join() === tree.root().join()); // true
+ * ```
+ */
+export function appendLeaves(
+  range: CompactRange,
+  leafHashes: readonly Uint8Array[],
+): { range: CompactRange; nodes: TreeNode[] } {
+  _checkRange(range);
+  const hashes = [...range.hashes];
+  const nodes: TreeNode[] = [];
+  let size = range.size;
+  for (const leaf of leafHashes) {
+    if (!(leaf instanceof Uint8Array) || leaf.length !== 32) {
+      throw new RangeError("Cannot append leaf as it must be a 32-byte hash");
+    }
+    let hash = leaf;
+    let level = 0;
+    let index = size;
+    nodes.push({ level, index, hash });
+    // Each trailing one bit of the old size is a complete subtree the new leaf completes.
+    while (index % 2 === 1) {
+      hash = nodeHash(hashes.pop()!, hash);
+      index = (index - 1) / 2;
+      level++;
+      nodes.push({ level, index, hash });
+    }
+    hashes.push(hash);
+    size++;
+  }
+  return { range: { size, hashes }, nodes };
 }
 
 /**
@@ -81,6 +405,7 @@ function _checkSize(name: string, value: number, max: number): void {
 export class MerkleTree {
   // #levels[k][i] is the hash of the complete subtree of 2^k leaves starting at leaf i * 2^k.
   #levels: Uint8Array[][] = [[]];
+  readonly #get: _Get = (level, index) => this.#levels[level][index];
 
   /** The number of leaves. */
   get size(): number {
@@ -102,11 +427,11 @@ export class MerkleTree {
     const index = this.#levels[0].length;
     this.#levels[0].push(hash);
     let i = index;
-    for (let k = 0; (i & 1) === 1; k++) {
+    for (let k = 0; i % 2 === 1; k++) {
       const level = this.#levels[k];
       if (this.#levels.length === k + 1) this.#levels.push([]);
       this.#levels[k + 1].push(nodeHash(level[i - 1], level[i]));
-      i >>= 1;
+      i = (i - 1) / 2;
     }
     return index;
   }
@@ -145,7 +470,7 @@ export class MerkleTree {
    */
   root(size: number = this.size): Uint8Array {
     _checkSize("size", size, this.size);
-    return size === 0 ? EMPTY_ROOT : this.#subtree(0, size);
+    return _root(this.#get, size);
   }
 
   /**
@@ -158,7 +483,7 @@ export class MerkleTree {
   inclusionProof(index: number, size: number = this.size): Uint8Array[] {
     _checkSize("size", size, this.size);
     _checkSize("index", index, size - 1);
-    return this.#path(index, 0, size);
+    return _inclusion(this.#get, index, size);
   }
 
   /**
@@ -171,43 +496,7 @@ export class MerkleTree {
   consistencyProof(first: number, second: number = this.size): Uint8Array[] {
     _checkSize("second", second, this.size);
     _checkSize("first", first, second);
-    if (first === 0 || first === second) return [];
-    return this.#subproof(first, 0, second, true);
-  }
-
-  // MTH(D[lo:hi]). Every range the RFC recursion visits is either an aligned power of two (cached)
-  // or splits into an aligned power-of-two left part and a recursive right part.
-  #subtree(lo: number, hi: number): Uint8Array {
-    const n = hi - lo;
-    if ((n & (n - 1)) === 0 && lo % n === 0) {
-      const k = Math.log2(n);
-      return this.#levels[k][lo / n];
-    }
-    const k = _largestPowerOfTwoBelow(n);
-    return nodeHash(this.#subtree(lo, lo + k), this.#subtree(lo + k, hi));
-  }
-
-  // PATH(m, D[lo:hi]) from RFC 9162 §2.1.3.1, with m relative to lo.
-  #path(m: number, lo: number, hi: number): Uint8Array[] {
-    const n = hi - lo;
-    if (n === 1) return [];
-    const k = _largestPowerOfTwoBelow(n);
-    if (m < k) return [...this.#path(m, lo, lo + k), this.#subtree(lo + k, hi)];
-    return [...this.#path(m - k, lo + k, hi), this.#subtree(lo, lo + k)];
-  }
-
-  // SUBPROOF(m, D[lo:hi], b) from RFC 9162 §2.1.4.1.
-  #subproof(m: number, lo: number, hi: number, b: boolean): Uint8Array[] {
-    const n = hi - lo;
-    if (m === n) return b ? [] : [this.#subtree(lo, hi)];
-    const k = _largestPowerOfTwoBelow(n);
-    if (m <= k) {
-      return [...this.#subproof(m, lo, lo + k, b), this.#subtree(lo + k, hi)];
-    }
-    return [
-      ...this.#subproof(m - k, lo + k, hi, false),
-      this.#subtree(lo, lo + k),
-    ];
+    return _consistency(this.#get, first, second);
   }
 }
 

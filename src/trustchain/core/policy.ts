@@ -22,6 +22,39 @@ import { buf, equalBytes, fromBase64 } from "./_bytes.ts";
 const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
 
+/** The limits a CA applies to a CSR before it parses or verifies much of it. */
+export interface CsrLimits {
+  /** The largest CSR accepted, in DER bytes (a PEM may be 4/3 of it plus headers and line breaks). */
+  maxCsrBytes: number;
+  /** The most subjectAltName entries accepted. */
+  maxSans: number;
+}
+
+/** The default {@linkcode CsrLimits}: 16 KiB and 100 names. */
+export const DEFAULT_CSR_LIMITS: Readonly<CsrLimits> = {
+  maxCsrBytes: 16 * 1024,
+  maxSans: 100,
+};
+
+/**
+ * Whether `text` is an IPv4 address: a dotted quad, or an IPv4-mapped IPv6 address
+ * (`::ffff:a.b.c.d`, in any spelling).
+ *
+ * @param text An address or name.
+ * @returns `true` for IPv4.
+ */
+export function isIpv4Address(text: string): boolean {
+  if (IPV4.test(text)) return true;
+  if (!text.includes(":")) return false;
+  try {
+    // The WHATWG parser compresses and rewrites ::ffff:a.b.c.d to ::ffff:xxxx:xxxx.
+    const host = new URL(`http://[${text}]/`).hostname.slice(1, -1);
+    return /^::ffff:[0-9a-f]{1,4}:[0-9a-f]{1,4}$/.test(host);
+  } catch {
+    return false;
+  }
+}
+
 /** Whether `name` is a lowercase DNS name: labels of 1–63 characters, 253 in all. */
 function _isDnsName(name: string): boolean {
   return name.length <= 253 && name.split(".").every((l) => DNS_LABEL.test(l));
@@ -67,7 +100,7 @@ export function checkNames(
   allowed: readonly string[],
 ): void {
   for (const name of names) {
-    if (IPV4.test(name)) {
+    if (isIpv4Address(name)) {
       throw new StoqError(
         "SAN_IPV4",
         `The CSR names IPv4 address ${name}: STOQ is IPv6-only, use DNS names`,
@@ -161,22 +194,49 @@ async function _selfSigned(
   }
 }
 
+/** Throws `CSR_TOO_LARGE` unless the CSR fits `limits`, before decoding anything. */
+function _checkSize(csr: string | Uint8Array, limits: CsrLimits): void {
+  const max = limits.maxCsrBytes;
+  // Base64 is 4/3 of the DER; allow CRLF every 64 characters and the two armour lines.
+  const maxPem = Math.ceil((Math.ceil(max / 3) * 4 * 66) / 64) + 128;
+  const size = csr.length;
+  if (size > (typeof csr === "string" ? maxPem : max)) {
+    throw new StoqError(
+      "CSR_TOO_LARGE",
+      `The CSR has ${size} ${
+        typeof csr === "string" ? "PEM characters" : "bytes"
+      }; this CA accepts at most ${max} bytes of DER: request fewer names`,
+    );
+  }
+}
+
 /**
- * Applies the issuance policy to a CSR: a PKCS#10 request for an ECDSA P-256 or Ed25519 key,
- * signed by that key, naming only allowed DNS names. The request is decoded with
- * `@peculiar/asn1-csr` (the schema `@peculiar/x509` uses, without its object model).
+ * Applies the issuance policy to a CSR: at most `limits.maxCsrBytes` and `limits.maxSans` names,
+ * a PKCS#10 request for an ECDSA P-256 or Ed25519 key, signed by that key, naming only allowed DNS
+ * names. The request is decoded with `@peculiar/asn1-csr` (the schema `@peculiar/x509` uses,
+ * without its object model).
  *
  * @param csr The request, PEM or DER.
  * @param allowed The allowed name patterns.
+ * @param limits Size and name-count limits.
  * @returns The key and names.
- * @throws {StoqError} `CSR_MALFORMED`, `CSR_BAD_SIGNATURE`, `KEY_UNSUPPORTED`, `SAN_IPV4` or
- * `NAME_NOT_ALLOWED`.
+ * @throws {StoqError} `CSR_TOO_LARGE`, `CSR_MALFORMED`, `TOO_MANY_SANS`, `KEY_UNSUPPORTED`,
+ * `CSR_BAD_SIGNATURE`, `SAN_IPV4` or `NAME_NOT_ALLOWED`.
  */
 export async function checkCsr(
   csr: string | Uint8Array,
   allowed: readonly string[],
+  limits: CsrLimits = DEFAULT_CSR_LIMITS,
 ): Promise<CheckedRequest> {
+  _checkSize(csr, limits);
   const bytes = _csrDer(csr);
+  _checkSize(bytes, limits);
+  // Counted on the raw DER first: the ASN.1 decoder gives up on very many nodes, and a request
+  // with too many names should say so rather than look malformed.
+  const count = _sanCount(bytes);
+  if (count !== undefined && count > limits.maxSans) {
+    throw _tooManySans(count, limits);
+  }
   let req: CertificationRequest;
   let info: Uint8Array;
   let spki: Uint8Array;
@@ -192,6 +252,10 @@ export async function checkCsr(
       "Cannot parse the CSR: send a PKCS#10 request as PEM or DER",
       cause,
     );
+  }
+  const san = _subjectAltName(req);
+  if (san && san.length > limits.maxSans) {
+    throw _tooManySans(san.length, limits);
   }
   const keyAlg = req.certificationRequestInfo.subjectPKInfo.algorithm;
   const p256Params = keyAlg.parameters !== null &&
@@ -210,12 +274,18 @@ export async function checkCsr(
       }: use ECDSA P-256 or Ed25519`,
     );
   }
+  let signature: Uint8Array;
+  try {
+    signature = new Uint8Array(req.signature);
+  } catch (cause) {
+    throw _malformed("The CSR's signature cannot be read", cause);
+  }
   const signed = await _selfSigned(
     info,
     spki,
     curve,
     req.signatureAlgorithm.algorithm,
-    new Uint8Array(req.signature),
+    signature,
   );
   if (!signed) {
     throw new StoqError(
@@ -223,15 +293,51 @@ export async function checkCsr(
       "The CSR's signature does not verify: sign it with its own key",
     );
   }
-  const names = _requestedNames(req);
+  const names = _requestedNames(req, san);
   checkNames(names, allowed);
   return { spki: spki.slice(), names: [...new Set(names)] };
 }
 
-/** The DNS names a request asks for: its SAN, else its CN. */
-function _requestedNames(req: CertificationRequest): string[] {
-  const names: string[] = [];
-  let san: SubjectAlternativeName | undefined;
+function _tooManySans(count: number, limits: CsrLimits): StoqError {
+  return new StoqError(
+    "TOO_MANY_SANS",
+    `The CSR names ${count} subjectAltName entries; this CA accepts at most ${limits.maxSans}: split the request`,
+  );
+}
+
+const SAN_OID = der.oid("2.5.29.17");
+const EXTENSION_REQUEST_OID = der.oid(OID_EXTENSION_REQUEST);
+
+/**
+ * The number of subjectAltName entries a DER CSR asks for, walking its TLVs without decoding them;
+ * `undefined` when it has none or its shape is not a CSR's (the decoder then says what is wrong).
+ */
+function _sanCount(bytes: Uint8Array): number | undefined {
+  try {
+    const [info] = der.children(bytes, der.readTlv(bytes, 0));
+    const attributes = der.children(bytes, info).find((t) => t.tag === 0xa0);
+    for (const attr of attributes ? der.children(bytes, attributes) : []) {
+      const [type, values] = der.children(bytes, attr);
+      if (!equalBytes(der.raw(bytes, type), EXTENSION_REQUEST_OID)) continue;
+      const [extensions] = der.children(bytes, values);
+      for (const ext of der.children(bytes, extensions)) {
+        const fields = der.children(bytes, ext);
+        if (!equalBytes(der.raw(bytes, fields[0]), SAN_OID)) continue;
+        const value = fields[fields.length - 1];
+        const names = der.readTlv(bytes, value.start + value.header);
+        return der.children(bytes, names).length;
+      }
+    }
+  } catch {
+    // Not shaped like a CSR: the decoder reports it.
+  }
+  return undefined;
+}
+
+/** The request's subjectAltName entries, if it asks for the extension. */
+function _subjectAltName(
+  req: CertificationRequest,
+): SubjectAlternativeName | undefined {
   try {
     const attr = req.certificationRequestInfo.attributes.find((a) =>
       a.type === OID_EXTENSION_REQUEST
@@ -240,15 +346,23 @@ function _requestedNames(req: CertificationRequest): string[] {
       ? AsnConvert.parse(attr.values[0], Extensions)
       : [];
     const ext = exts.find((e) => e.extnID === id_ce_subjectAltName);
-    if (ext) {
-      san = AsnConvert.parse(ext.extnValue.buffer, SubjectAlternativeName);
-    }
+    return ext
+      ? AsnConvert.parse(ext.extnValue.buffer, SubjectAlternativeName)
+      : undefined;
   } catch (cause) {
     throw _malformed("The CSR's subjectAltName cannot be parsed", cause);
   }
+}
+
+/** The DNS names a request asks for: its SAN, else its CN. */
+function _requestedNames(
+  req: CertificationRequest,
+  san: SubjectAlternativeName | undefined,
+): string[] {
+  const names: string[] = [];
   for (const item of san ?? []) {
     if (item.iPAddress !== undefined) {
-      if (item.iPAddress.includes(".")) {
+      if (isIpv4Address(item.iPAddress)) {
         throw new StoqError(
           "SAN_IPV4",
           `The CSR names IPv4 address ${item.iPAddress}: STOQ is IPv6-only, use DNS names`,
@@ -259,7 +373,7 @@ function _requestedNames(req: CertificationRequest): string[] {
         "The CSR names an IP address: only DNS names are issued",
       );
     }
-    if (item.dNSName === undefined) {
+    if (typeof item.dNSName !== "string") {
       throw new StoqError(
         "NAME_NOT_ALLOWED",
         "The CSR names a non-DNS entry: only DNS names are issued",
@@ -271,7 +385,13 @@ function _requestedNames(req: CertificationRequest): string[] {
     for (const rdn of req.certificationRequestInfo.subject) {
       for (const atv of rdn) {
         if (atv.type === OID_COMMON_NAME) {
-          names.push(atv.value.toString().toLowerCase());
+          let cn: string;
+          try {
+            cn = atv.value.toString();
+          } catch (cause) {
+            throw _malformed("The CSR's common name cannot be read", cause);
+          }
+          names.push(cn.toLowerCase());
         }
       }
     }

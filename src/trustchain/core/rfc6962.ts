@@ -13,6 +13,7 @@
  */
 
 import { sha256 } from "npm:@noble/hashes@2.4.0/sha2.js";
+import { StoqError } from "../../errors.ts";
 import type { EcdsaSigner } from "./ecdsa.ts";
 import * as der from "./_der.ts";
 import {
@@ -208,16 +209,38 @@ export function tileLeaf(
   );
 }
 
+/** A `MALFORMED` error for bytes that do not decode as `what`. */
+function _malformed(what: string, cause: unknown): StoqError {
+  return new StoqError(
+    "MALFORMED",
+    `Cannot decode ${what}: ${
+      cause instanceof Error ? cause.message : String(cause)
+    }`,
+    { cause },
+  );
+}
+
 /**
  * Parses one `TileLeaf` from the start of `bytes`.
  *
  * @param bytes A data tile or a single entry.
  * @returns The leaf and how many bytes it took.
- * @throws {RangeError} When the bytes are not a `TileLeaf`.
+ * @throws {StoqError} `MALFORMED` when the bytes are not a `TileLeaf`.
  */
 export function readTileLeaf(
   bytes: Uint8Array,
 ): { leaf: TileLeaf; length: number } {
+  try {
+    return _readTileLeaf(bytes);
+  } catch (cause) {
+    throw _malformed("a TileLeaf", cause);
+  }
+}
+
+function _readTileLeaf(
+  bytes: Uint8Array,
+): { leaf: TileLeaf; length: number } {
+  if (!(bytes instanceof Uint8Array)) throw new TypeError("not bytes");
   const r = new Reader(bytes);
   const timestamp = r.uint(8);
   const type = r.uint(2);
@@ -258,18 +281,21 @@ export function readTileLeaf(
  *
  * @param bytes One entry.
  * @returns The leaf.
- * @throws {RangeError} When the bytes are not exactly one `TileLeaf`.
+ * @throws {StoqError} `MALFORMED` when the bytes are not exactly one `TileLeaf`.
  *
  * @example See {@linkcode tileLeaf}
  * ```ts
  * import { parseTileLeaf } from "./rfc6962.ts";
- * try { parseTileLeaf(new Uint8Array(3)); } catch (e) { console.log(e instanceof RangeError); } // true
+ * try { parseTileLeaf(new Uint8Array(3)); } catch (e) { console.log((e as { code: string }).code); } // "MALFORMED"
  * ```
  */
 export function parseTileLeaf(bytes: Uint8Array): TileLeaf {
   const { leaf, length } = readTileLeaf(bytes);
   if (length !== bytes.length) {
-    throw new RangeError(`${bytes.length - length} bytes after the TileLeaf`);
+    throw _malformed(
+      "a TileLeaf",
+      `${bytes.length - length} bytes after the TileLeaf`,
+    );
   }
   return leaf;
 }
@@ -458,9 +484,25 @@ export function encodeSct(sct: Sct): Uint8Array {
  *
  * @param bytes The TLS encoding.
  * @returns The SCT.
- * @throws {RangeError} When the bytes are not a version 1 SCT with a `leaf_index` extension.
+ * @throws {StoqError} `MALFORMED` when the bytes are not a version 1 SCT with a `leaf_index`
+ * extension.
+ *
+ * @example Refusing bytes that are not an SCT
+ * ```ts
+ * import { decodeSct } from "./rfc6962.ts";
+ * try { decodeSct(new Uint8Array([1, 2, 3])); } catch (e) { console.log((e as { code: string }).code); } // "MALFORMED"
+ * ```
  */
 export function decodeSct(bytes: Uint8Array): Sct {
+  try {
+    return _decodeSct(bytes);
+  } catch (cause) {
+    throw _malformed("an SCT", cause);
+  }
+}
+
+function _decodeSct(bytes: Uint8Array): Sct {
+  if (!(bytes instanceof Uint8Array)) throw new TypeError("not bytes");
   const r = new Reader(bytes);
   if (r.uint(1) !== 0) throw new RangeError("Not a version 1 SCT");
   const logId = r.bytes(32);
@@ -500,7 +542,7 @@ export const POISON_EXTENSION: Uint8Array = der.extension(
  *
  * @param cert The certificate DER.
  * @returns The SCTs, in list order (empty when the certificate has no SCT list extension).
- * @throws {RangeError} When the certificate or its SCT list is malformed.
+ * @throws {StoqError} `MALFORMED` when the certificate or its SCT list is malformed.
  *
  * @example A provisioned certificate carries one SCT
  * ```ts
@@ -512,6 +554,15 @@ export const POISON_EXTENSION: Uint8Array = der.extension(
  * ```
  */
 export function embeddedScts(cert: Uint8Array): Sct[] {
+  try {
+    return _embeddedScts(cert);
+  } catch (cause) {
+    if (cause instanceof StoqError) throw cause;
+    throw _malformed("the certificate's SCT list", cause);
+  }
+}
+
+function _embeddedScts(cert: Uint8Array): Sct[] {
   const oid = der.oid(SCT_LIST_OID);
   const ext = der.certificateParts(cert).extensions.find((e) =>
     equalBytes(e.oid, oid)

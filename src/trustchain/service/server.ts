@@ -258,7 +258,7 @@ export class TrustChainService implements AsyncDisposable {
     },
     treeHead: () => Promise.resolve(this.ca.treeHead ?? null),
     checkpoint: () => this.ca.checkpoint(),
-    consistency: (_conn, { first, second }) => {
+    consistency: async (_conn, { first, second }) => {
       const size = this.ca.treeSize;
       const to = second ?? size;
       if (first > to || to > size) {
@@ -267,9 +267,7 @@ export class TrustChainService implements AsyncDisposable {
           `Cannot prove consistency from ${first} to ${to}: the log has ${size} entries`,
         );
       }
-      return Promise.resolve(
-        this.ca.log.consistencyProof(first, to).map(toBase64),
-      );
+      return (await this.ca.log.consistencyProof(first, to)).map(toBase64);
     },
     crl: () => this.ca.revocationList(),
   };

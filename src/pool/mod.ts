@@ -1,0 +1,11 @@
+/**
+ * Connection pooling over the STOQ transport.
+ *
+ * @module
+ */
+export {
+  ConnectionPool,
+  type ConnectionPoolOptions,
+  type ConnectionPoolStats,
+  type PoolLease,
+} from "./pool.ts";
