@@ -43,6 +43,8 @@ export const symbols = {
    * (shim-owned, mapped until the runtime closes; JS writes payload into it), or NULL.
    */
   stoq_pool_grow: { parameters: ["pointer", "buffer"], result: "pointer" },
+  /** void stoq_pool_wake(stoq_rt*): the next SEND_COMPLETE returning a slot wakes JS */
+  stoq_pool_wake: { parameters: ["pointer"], result: "void" },
   /** void stoq_pool_trim(stoq_rt*, uint32_t slab): returns an idle slab's pages to the kernel */
   stoq_pool_trim: { parameters: ["pointer", "u32"], result: "void" },
 

@@ -48,6 +48,8 @@ struct stoq_rt {
   /* The send pool; slabs are added by JS (stoq_pool_grow) and live as long as the runtime. */
   stoq_slab* slabs[STOQ_MAX_SLABS];
   _Atomic uint32_t nslabs;
+  /* A writer waits for a free slot: the next SEND_COMPLETE that returns one wakes JS. */
+  _Atomic uint8_t slot_waiter;
   /* The file data plane, started by the first file transfer. */
   pthread_mutex_t files_lock;
   struct stoq_files* files;

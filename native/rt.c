@@ -226,6 +226,12 @@ uint8_t* stoq_pool_grow(stoq_rt* rt, uint32_t* first_slot) {
   return slab->mem;
 }
 
+void stoq_pool_wake(stoq_rt* rt) {
+  /* A slot that came back before this store is already queued, and JS never sleeps with
+   * records queued, so no wake-up is lost. */
+  atomic_store(&rt->slot_waiter, 1);
+}
+
 void stoq_pool_trim(stoq_rt* rt, uint32_t slab) {
   if (slab >= atomic_load(&rt->nslabs)) return;
   madvise(rt->slabs[slab]->mem, (size_t)STOQ_SLAB_SLOTS * STOQ_SLOT_SIZE, MADV_DONTNEED);

@@ -196,6 +196,9 @@ void stoq_buf_free(stoq_rt* rt, void* buf);
 /* Adds a slab to the send pool: returns its memory (STOQ_SLAB_SLOTS * STOQ_SLOT_SIZE bytes) and
  * its first slot number, or NULL when the pool has STOQ_MAX_SLABS slabs or memory ran out. */
 uint8_t* stoq_pool_grow(stoq_rt* rt, uint32_t* first_slot);
+/* JS waits for a pool slot: the next SEND_COMPLETE that returns one wakes it (SEND_COMPLETE
+ * records wake JS only when asked, see also stoq_stream_wake_below). */
+void stoq_pool_wake(stoq_rt* rt);
 /* Gives a slab's pages back to the kernel (it stays mapped and reads as zeros). JS calls it
  * only for a slab none of whose slots is in flight. */
 void stoq_pool_trim(stoq_rt* rt, uint32_t slab);

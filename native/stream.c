@@ -77,11 +77,13 @@ QUIC_STATUS QUIC_API stream_cb(HQUIC h, void* ctx, QUIC_STREAM_EVENT* ev) {
         count_add(rt, STOQ_COUNT_SENDS_FREED, 1);
       }
       /* A writer that is not blocked needs no wake-up per completion: JS learns of them in
-       * batches. A blocked writer asked to be woken once enough has drained. */
+       * batches. A blocked writer asked to be woken once enough has drained, or once a pool
+       * slot comes back. */
       uint64_t left = atomic_fetch_sub(&s->outstanding, len) - len;
       uint64_t below = atomic_load(&s->wake_below);
       int wake = below != 0 && left < below;
       if (wake) atomic_store(&s->wake_below, 0);
+      if (slot && atomic_load(&rt->slot_waiter) && atomic_exchange(&rt->slot_waiter, 0)) wake = 1;
       stoq_event e = {.type = STOQ_EV_STREAM_SEND_COMPLETE, .id = s->id, .a = len,
                       .b = ev->SEND_COMPLETE.Canceled, .c = slot};
       push_events_wake(rt, &e, 1, wake);

@@ -1,13 +1,15 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import type { StoqReceiveLoan } from "../mod.ts";
+import { StoqEndpoint, type StoqReceiveLoan } from "../mod.ts";
 import {
   assertStoqError,
   hashStream,
   pair,
   randomBytes,
+  readAll,
   rejection,
   sha256,
+  writeAll,
 } from "./_helpers.ts";
 
 Deno.test("write buffers filled in place arrive intact, interleaved in order with copied writes", async () => {
@@ -170,4 +172,49 @@ Deno.test("send stats say where a stream's sending waited", async () => {
   }
   w.releaseLock();
   await writable.abort(0);
+});
+
+Deno.test("writes beyond the send pool's capacity wait for slots and all arrive intact", async () => {
+  // 100 streams × 1.5 MiB = 150 MiB written at once, more than twice the 64 MiB pool, to a
+  // server in another process that answers only at the end: nothing but the completions that
+  // return slots can wake this side meanwhile.
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--unstable-net",
+      new URL("./fixtures/hash_server.ts", import.meta.url).pathname,
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  try {
+    const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let hello = "";
+    while (!hello.includes("\n")) hello += (await lines.read()).value ?? "";
+    lines.releaseLock();
+    child.stdout.cancel().catch(() => {});
+    const { port, ca } = JSON.parse(hello);
+    await using client = new StoqEndpoint();
+    const conn = await client.connect({
+      hostname: "::1",
+      port,
+      alpnProtocols: ["stoq-hash"],
+      caCerts: [ca],
+    });
+    const data = randomBytes(1536 * 1024);
+    const want = `${data.byteLength} ${sha256(data)}`;
+    const replies = await Promise.all(
+      Array.from({ length: 100 }, async () => {
+        const { readable, writable } = await conn.createBidirectionalStream();
+        await writeAll(writable, data, 64 * 1024);
+        return new TextDecoder().decode(await readAll(readable));
+      }),
+    );
+    for (const reply of replies) assert.equal(reply, want);
+    conn.close();
+  } finally {
+    child.kill();
+    await child.status;
+  }
 });

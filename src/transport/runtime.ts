@@ -90,6 +90,8 @@ export class SendPool {
 
   /** Resolves once a slot may be free (call {@linkcode take} again). */
   whenFree(): Promise<void> {
+    // Slots come back with SEND_COMPLETE records, which wake JS only when asked.
+    if (this.#waiters.length === 0) this.#lib.stoq_pool_wake(this.#rt);
     return new Promise((resolve) => this.#waiters.push(resolve));
   }
 
@@ -180,6 +182,7 @@ export class Runtime {
   #closeRunning = false;
   #idleWaiters: (() => void)[] = [];
   #spinUs = DEFAULT_SPIN_US;
+  #yield: () => Promise<void> = () => Promise.resolve();
 
   private constructor(
     lib: StoqSymbols,
@@ -438,6 +441,16 @@ export class Runtime {
     const events = this.#events;
     let lastBatch = -Infinity;
     let lastYield = performance.now();
+    // A macrotask turn through a message port: setTimeout(0) from inside a timer callback is
+    // clamped to 4 ms by the HTML timer rules, which would stall a busy transfer each time.
+    const channel = new MessageChannel();
+    let yielded: (() => void) | undefined;
+    channel.port1.onmessage = () => yielded?.();
+    this.#yield = () =>
+      new Promise<void>((resolve) => {
+        yielded = resolve;
+        channel.port2.postMessage(0);
+      });
     while (this.#refs > 0) {
       const n = lib.stoq_rt_poll(rt, events.buffer, EVENT_BATCH);
       if (n === 0) {
@@ -461,13 +474,14 @@ export class Runtime {
       lastBatch = performance.now();
       if (lastBatch - lastYield > YIELD_MS) {
         // A busy transfer must not starve timers and other I/O on the JS thread.
-        await new Promise((r) => setTimeout(r, 0));
+        await this.#yield();
         lastYield = performance.now();
       } else {
         // Let the microtasks this batch queued (stream readers, write continuations) run.
         await null;
       }
     }
+    channel.port1.close();
     this.#pump = undefined;
     this.#resolveIdle();
   }
@@ -490,7 +504,9 @@ export class Runtime {
     const { lib, rt } = this;
     const until = performance.now() + this.#spinUs / 1000;
     do {
-      await null; // let the microtasks of the last batch run
+      // A macrotask turn (a few microseconds): the last batch's microtasks, timers and other
+      // I/O run meanwhile, so spinning delays nothing else on the JS thread.
+      await this.#yield();
       if (lib.stoq_rt_pending(rt) > 0) return true;
       this.flush();
     } while (performance.now() < until && this.#refs > 0);
