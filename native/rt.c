@@ -211,8 +211,9 @@ uint8_t* stoq_pool_grow(stoq_rt* rt, uint32_t* first_slot) {
   if (n == STOQ_MAX_SLABS) return NULL;
   stoq_slab* slab = calloc(1, sizeof *slab);
   if (!slab) return NULL;
+  /* Populated now: a slab is added because writers need it at once. */
   slab->mem = mmap(NULL, (size_t)STOQ_SLAB_SLOTS * STOQ_SLOT_SIZE, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
   if (slab->mem == MAP_FAILED) {
     free(slab);
     return NULL;

@@ -663,6 +663,7 @@ export class StoqEndpoint implements AsyncDisposable {
       wakeups: c[9],
       events: c[10],
       poolSlabs: c[11],
+      poolSlotsInUse: this.#runtime.pool.inUse,
       fileTransfers: c[12],
       datagramsQueued: c[13],
     };
