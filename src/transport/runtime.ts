@@ -64,7 +64,7 @@ export class SendPool {
   readonly #bases: number[] = [];
   #free: number[] = [];
   #inUse = 0;
-  #waiters: (() => void)[] = [];
+  #waiters: ((slot: number) => void)[] = [];
   #trim: ReturnType<typeof setTimeout> | undefined;
 
   constructor(lib: StoqSymbols, rt: Deno.PointerObject) {
@@ -72,24 +72,25 @@ export class SendPool {
     this.#rt = rt;
   }
 
-  /** A free slot, growing the pool when it may; undefined when every slot is in use. */
+  /**
+   * A free slot, growing the pool when it may; undefined when every slot is in use (or others
+   * already wait for one: slots go to waiters in turn).
+   */
   take(): number | undefined {
+    if (this.#waiters.length > 0) return undefined;
     let slot = this.#free.pop();
     if (slot === undefined && this.#slabs.length < MAX_POOL_SLABS) {
       slot = this.#grow();
     }
-    if (slot !== undefined) {
-      this.#inUse++;
-      if (this.#trim !== undefined) {
-        clearTimeout(this.#trim);
-        this.#trim = undefined;
-      }
-    }
+    if (slot !== undefined) this.#taken();
     return slot;
   }
 
-  /** Resolves once a slot may be free (call {@linkcode take} again). */
-  whenFree(): Promise<void> {
+  /**
+   * Resolves with a slot once one comes back. Waiters are served in order, one slot each, so
+   * many blocked writers cost nothing per returned slot but the one handed over.
+   */
+  waitSlot(): Promise<number> {
     // Slots come back with SEND_COMPLETE records, which wake JS only when asked.
     if (this.#waiters.length === 0) this.#lib.stoq_pool_wake(this.#rt);
     return new Promise((resolve) => this.#waiters.push(resolve));
@@ -97,13 +98,15 @@ export class SendPool {
 
   /** Returns a slot (its send completed or never started). */
   release(slot: number): void {
-    this.#free.push(slot);
     this.#inUse--;
-    if (this.#waiters.length > 0) {
-      const waiters = this.#waiters;
-      this.#waiters = [];
-      for (const w of waiters) w();
+    const waiter = this.#waiters.shift();
+    if (waiter) {
+      this.#taken();
+      if (this.#waiters.length > 0) this.#lib.stoq_pool_wake(this.#rt);
+      waiter(slot);
+      return;
     }
+    this.#free.push(slot);
     if (this.#inUse === 0 && this.#trim === undefined) {
       this.#trim = setTimeout(() => {
         this.#trim = undefined;
@@ -113,6 +116,14 @@ export class SendPool {
         }
       }, POOL_TRIM_MS);
       Deno.unrefTimer(this.#trim);
+    }
+  }
+
+  #taken(): void {
+    this.#inUse++;
+    if (this.#trim !== undefined) {
+      clearTimeout(this.#trim);
+      this.#trim = undefined;
     }
   }
 

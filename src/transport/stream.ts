@@ -1083,8 +1083,14 @@ export class StreamCore {
     const pool = this.#rt.pool;
     const slot = pool.take();
     if (slot === undefined) {
-      return pool.whenFree().then(() => this.#getWriteBuffer());
+      return pool.waitSlot().then((slot) => this.#lendSlot(slot));
     }
+    return Promise.resolve(this.#lendSlot(slot));
+  }
+
+  /** Wraps a pool slot as a write buffer for the application. */
+  #lendSlot(slot: number): StoqWriteBuffer {
+    const pool = this.#rt.pool;
     const runtime = this.#rt;
     const ab = pool.lend(slot);
     const lent: LentSlot = { slot, runtime };
@@ -1098,7 +1104,7 @@ export class StreamCore {
       detach(ab);
       runtime.pool.release(slot);
     };
-    return Promise.resolve({
+    return {
       bytes,
       commit: (length = Pool.SLOT_SIZE) => {
         if (!lentSlots.has(ab)) {
@@ -1138,7 +1144,7 @@ export class StreamCore {
         return w.write(view);
       },
       [Symbol.dispose]: give,
-    });
+    };
   }
 
   #write(chunk: Uint8Array): Promise<void> | void {
@@ -1200,9 +1206,10 @@ export class StreamCore {
     const pieces = Math.ceil(len / Pool.SLOT_SIZE);
     const sent = this.#sentOne(done, pieces);
     let off = 0;
-    const next = (): void => {
+    const next = (given?: number): void => {
       while (off < len) {
         if (this.#sendError || this.#closed) {
+          if (given !== undefined) pool.release(given);
           // The rest never goes out: account for it as sent-and-failed.
           while (off < len) {
             const n = Math.min(Pool.SLOT_SIZE, len - off);
@@ -1211,9 +1218,10 @@ export class StreamCore {
           }
           return;
         }
-        const slot = pool.take();
+        const slot = given ?? pool.take();
+        given = undefined;
         if (slot === undefined) {
-          pool.whenFree().then(next);
+          pool.waitSlot().then(next);
           return;
         }
         const n = Math.min(Pool.SLOT_SIZE, len - off);
