@@ -4,6 +4,18 @@ import { streamPayload } from "./fixtures/limits_server.ts";
 import { assertStoqError, pair, rejection } from "./_helpers.ts";
 
 const MB = 1024 * 1024;
+// Under AddressSanitizer (`make test-asan`) freed memory sits in ASan's quarantine (256 MB by
+// default), so resident size says nothing about what the shim holds: the memory bounds are
+// checked in the plain runs only; the sanitizer runs still exercise every path.
+const SANITIZED = Deno.env.get("LD_PRELOAD")?.includes("libasan") === true;
+
+function assertGrowth(grown: number): void {
+  if (SANITIZED) return;
+  assert.ok(
+    grown < 64 * MB,
+    `server RSS grew by ${(grown / MB).toFixed(1)} MB`,
+  );
+}
 
 /** The limits server (tests/fixtures/limits_server.ts) in its own process. */
 async function limitsServer(options: Record<string, unknown> = {}) {
@@ -100,10 +112,7 @@ Deno.test("2,000,000 unread datagrams leave the server's memory within 64 MB: th
     dropped + queued <= TOTAL,
     `dropped ${dropped} + queued ${queued}`,
   );
-  assert.ok(
-    grown < 64 * MB,
-    `server RSS grew by ${(grown / MB).toFixed(1)} MB`,
-  );
+  assertGrowth(grown);
   conn.close();
 });
 
@@ -128,11 +137,7 @@ async function unacceptedStreams(kind: "uni" | "bidi"): Promise<void> {
   while (conn.stats().streamBytesSent < windowBytes) {
     await new Promise((r) => setTimeout(r, 20));
   }
-  const grown = (await server.ask("rss")).rss - start;
-  assert.ok(
-    grown < 64 * MB,
-    `server RSS grew by ${(grown / MB).toFixed(1)} MB`,
-  );
+  assertGrowth((await server.ask("rss")).rss - start);
   // No stream beyond the server's limit (100) was admitted while none was accepted.
   const opened = conn.stats().streamBytesSent;
   assert.ok(opened <= 100 * 256 * 1024 + 64 * 1024);
