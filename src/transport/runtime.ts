@@ -43,7 +43,7 @@ const YIELD_MS = 2;
 // back-to-back indications cost no sleep and wake-up. Each check yields to the microtasks the
 // last batch queued (readers, writers), never to timers, so the spin stays bounded.
 const ACTIVE_MS = 1;
-const DEFAULT_SPIN_US = Number(Deno.env.get("STOQ_SPIN_US") ?? 50);
+const SPIN_US = 50;
 
 type Completion = (status: number) => void;
 
@@ -192,7 +192,6 @@ export class Runtime {
   #closing: Promise<void> = Promise.resolve();
   #closeRunning = false;
   #idleWaiters: (() => void)[] = [];
-  #spinUs = DEFAULT_SPIN_US;
   #yield: () => Promise<void> = () => Promise.resolve();
 
   private constructor(
@@ -204,18 +203,6 @@ export class Runtime {
     this.rt = rt;
     this.profile = profile;
     this.pool = new SendPool(lib, rt);
-  }
-
-  /**
-   * Microseconds the pump keeps checking an empty queue while traffic flows, before it sleeps
-   * (0: sleep at once).
-   */
-  get spinMicroseconds(): number {
-    return this.#spinUs;
-  }
-
-  set spinMicroseconds(us: number) {
-    this.#spinUs = us;
   }
 
   /**
@@ -467,7 +454,7 @@ export class Runtime {
       if (n === 0) {
         this.flush();
         const active = performance.now() - lastBatch < ACTIVE_MS;
-        if (!(this.#spinUs > 0 && active && await this.#spin())) {
+        if (!(active && await this.#spin())) {
           const r = await lib.stoq_rt_wait(rt, -1);
           if (r < 0) {
             throw new StoqError(
@@ -513,7 +500,7 @@ export class Runtime {
   /** Checks the queue for up to the spin budget; true when records arrived. */
   async #spin(): Promise<boolean> {
     const { lib, rt } = this;
-    const until = performance.now() + this.#spinUs / 1000;
+    const until = performance.now() + SPIN_US / 1000;
     do {
       // A macrotask turn (a few microseconds): the last batch's microtasks, timers and other
       // I/O run meanwhile, so spinning delays nothing else on the JS thread.
