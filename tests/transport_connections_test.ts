@@ -61,6 +61,40 @@ Deno.test("100 connects with the same options share one native configuration", a
   assert.equal(client.nativeCounts().configs - before, 2);
 });
 
+Deno.test("connections to one server beyond the first few share one UDP socket", async () => {
+  const c = await devCerts();
+  await using server = new StoqEndpoint({ hostname: "::1", port: 0 });
+  const listener = server.listen({
+    alpnProtocols: [ALPN],
+    cert: c.cert,
+    key: c.key,
+  });
+  echoAll(listener);
+  await using client = new StoqEndpoint();
+  const options = {
+    hostname: "::1",
+    port: listener.addr.port,
+    alpnProtocols: [ALPN],
+    caCerts: [c.ca],
+  };
+  const fds = () => [...Deno.readDirSync("/proc/self/fd")].length;
+  const before = fds();
+  const conns = [];
+  for (let i = 0; i < 200; i++) conns.push(await client.connect(options));
+  // The first eight have a socket each, later ones share (msquic keeps about four
+  // descriptors per socket); without sharing, 200 connections take 800 here.
+  const added = fds() - before;
+  assert.ok(added < 60, `200 connections took ${added} descriptors`);
+  const ports = new Set(conns.map((conn) => conn.localAddr!.port));
+  assert.ok(ports.size <= 10, `${ports.size} local ports for 200 connections`);
+  const data = randomBytes(10_000);
+  for (const conn of [conns[0], conns[100], conns[199]]) {
+    assert.equal((await echoOnce(conn, data)).hash, sha256(data));
+  }
+  for (const conn of conns) conn.close();
+  await Promise.all(conns.map((conn) => conn.finished));
+});
+
 Deno.test("listen and connect write no key or certificate material to disk", async () => {
   // A child process with its own empty temporary folder: any temp file would appear in it.
   const tmp = await Deno.makeTempDir({ prefix: "stoq-no-files-" });
