@@ -73,6 +73,7 @@ export {
   type StoqWriteBuffer,
 } from "./src/transport/mod.ts";
 export {
+  type CertificateSummary,
   type HandshakeFigures,
   Phoenix,
   PHOENIX_ALPN,

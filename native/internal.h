@@ -116,6 +116,10 @@ struct stoq_conn {
   uint32_t dgram_cap, dgram_head, dgram_count;
   uint8_t dgram_signaled;
   uint64_t dgram_dropped;
+  /* Both addresses as of CONNECTED, read there on msquic's thread: a GetParam from JS is a
+   * blocking round trip to that thread. `addrs_known` is stored (release) after they are. */
+  QUIC_ADDR local, remote;
+  _Atomic uint8_t addrs_known;
 };
 
 struct stoq_stream {

@@ -15,6 +15,7 @@ import {
   RtFlags,
   type StoqSymbols,
 } from "../../ffi/mod.ts";
+import { yieldTask } from "./tick.ts";
 import { StoqError } from "../errors.ts";
 import { statusError } from "./status.ts";
 
@@ -193,7 +194,6 @@ export class Runtime {
   #closing: Promise<void> = Promise.resolve();
   #closeRunning = false;
   #idleWaiters: (() => void)[] = [];
-  #yield: () => Promise<void> = () => Promise.resolve();
 
   private constructor(
     lib: StoqSymbols,
@@ -440,16 +440,6 @@ export class Runtime {
     const events = this.#events;
     let lastBatch = -Infinity;
     let lastYield = performance.now();
-    // A macrotask turn through a message port: setTimeout(0) from inside a timer callback is
-    // clamped to 4 ms by the HTML timer rules, which would stall a busy transfer each time.
-    const channel = new MessageChannel();
-    let yielded: (() => void) | undefined;
-    channel.port1.onmessage = () => yielded?.();
-    this.#yield = () =>
-      new Promise<void>((resolve) => {
-        yielded = resolve;
-        channel.port2.postMessage(0);
-      });
     while (this.#refs > 0) {
       const n = lib.stoq_rt_poll(rt, events.buffer, EVENT_BATCH);
       if (n === 0) {
@@ -473,14 +463,13 @@ export class Runtime {
       lastBatch = performance.now();
       if (lastBatch - lastYield > YIELD_MS) {
         // A busy transfer must not starve timers and other I/O on the JS thread.
-        await this.#yield();
+        await yieldTask();
         lastYield = performance.now();
       } else {
         // Let the microtasks this batch queued (stream readers, write continuations) run.
         await null;
       }
     }
-    channel.port1.close();
     this.#pump = undefined;
     this.#resolveIdle();
   }
@@ -505,7 +494,7 @@ export class Runtime {
     do {
       // A macrotask turn (a few microseconds): the last batch's microtasks, timers and other
       // I/O run meanwhile, so spinning delays nothing else on the JS thread.
-      await this.#yield();
+      await yieldTask();
       if (lib.stoq_rt_pending(rt) > 0) return true;
       this.flush();
     } while (performance.now() < until && this.#refs > 0);
