@@ -14,7 +14,7 @@ CFLAGS := -O2 -g -fPIC -std=c11 -Wall -Wextra -Werror -fvisibility=default
 DENO_RUN := $(DENO) run -A --unstable-net
 TEST_FLAGS ?=
 
-.PHONY: all deps native go-tools pg-start pg-stop relay test test-asan serve bench bench-compare bench-loss bench-provision bench-baseline bench-handshake bench-connections bench-pool bench-phoenix check clean
+.PHONY: all deps native go-tools pg-start pg-stop relay test test-asan serve bench bench-compare bench-file bench-idle bench-loss bench-provision bench-baseline bench-handshake bench-connections bench-pool bench-phoenix check clean
 
 all: native
 
@@ -225,20 +225,28 @@ bench: native
 bench-compare: native $(BUILD)/c_baseline $(BUILD)/dev-certs/cert.pem
 	$(DENO_RUN) bench/compare.ts
 
+# 1 GiB disk to disk: STOQ's io_uring file plane against the C baseline doing the same.
+bench-file: native $(BUILD)/c_baseline $(BUILD)/dev-certs/cert.pem
+	$(DENO_RUN) bench/file.ts
+
+# CPU an idle endpoint with 100 open connections uses over 10 s.
+bench-idle: native $(BUILD)/dev-certs/cert.pem
+	$(DENO_RUN) bench/idle.ts
+
 # Development certificates, as `serve` makes them on first run (the C baseline needs files).
 $(BUILD)/dev-certs/cert.pem: | $(DENO)
 	$(DENO) eval 'import { loadDevCertificates } from "./src/node/serve.ts"; await loadDevCertificates("$(BUILD)/dev-certs")'
 
-# The C baseline over msquic: its server in the background, its client timed (2 GiB upload).
+# The C baseline over msquic: its server in the background, its client timed (2 GiB upload, hashed).
 $(BUILD)/c_baseline: bench/c_baseline.c $(LIBDIR)/libmsquic.so.2 $(BUILD)/msquic-include
 	$(CC) -O2 -std=c11 -Wall -Wextra -Werror -I$(BUILD)/msquic-include -o $@ bench/c_baseline.c \
-	  -L$(LIBDIR) -l:libmsquic.so.2 -lpthread -Wl,-rpath,'$$ORIGIN/lib'
+	  -L$(LIBDIR) -l:libmsquic.so.2 -lcrypto -lpthread -Wl,-rpath,'$$ORIGIN/lib'
 
 bench-baseline: native $(BUILD)/c_baseline $(BUILD)/dev-certs/cert.pem
 	@rm -f $(BUILD)/c_baseline.out; \
 	  $(BUILD)/c_baseline server $(BUILD)/dev-certs/cert.pem $(BUILD)/dev-certs/key.pem 9555 > $(BUILD)/c_baseline.out & \
 	  server=$$!; until grep -q listening $(BUILD)/c_baseline.out 2>/dev/null; do sleep 0.1; done; \
-	  $(BUILD)/c_baseline client 9555 2048; kill $$server
+	  $(BUILD)/c_baseline client 9555 up 2048 65536; kill $$server
 
 # Handshakes: STOQ cold and resumed, Deno's QUIC and a C client over msquic (bench/c_handshake.c).
 $(BUILD)/c_handshake: bench/c_handshake.c $(LIBDIR)/libmsquic.so.2 $(BUILD)/msquic-include

@@ -59,12 +59,18 @@ export {
   type StoqConnectOptions,
   StoqEndpoint,
   type StoqEndpointOptions,
+  type StoqFileOptions,
+  type StoqFileResult,
+  type StoqInPlaceReader,
   type StoqListener,
   type StoqListenOptions,
+  type StoqReceiveLoan,
   type StoqReceiveStream,
   type StoqSendStream,
+  type StoqSendStreamStats,
   type StoqStreamOptions,
   type StoqTransportOptions,
+  type StoqWriteBuffer,
 } from "./src/transport/mod.ts";
 export {
   type CertificateSummary,

@@ -1,136 +1,114 @@
 /**
- * `deno task bench:compare`: STOQ beside Deno's built-in QUIC, and beside a C program over the
- * same libmsquic, on the same payload, measured in one run with alternating rounds so that
- * machine noise hits all alike. One connection, one stream, 64 KiB writes; the receiver hashes
- * every byte (SHA-256) and the sender checks it.
+ * `deno task bench:compare`: the C baseline over the same libmsquic (bench/c_baseline.c), STOQ
+ * and Deno's built-in QUIC on the same scenarios, measured in one run with alternating rounds so
+ * that machine noise hits all alike. Each server runs in its own process (as on two hosts); the
+ * STOQ and Deno clients run in this process, the C client in its own. Every payload byte is
+ * hashed (SHA-256) by its receiver and checked, on all three.
  *
- * Two layouts: the receiver in its own process (as on two hosts; the headline) and the
- * receiver in the sender's process. The last line reads `STOQ/Deno ratio: <number>` for the
- * own-process layout.
+ * Scenarios, one connection each: upload and download with 64 KiB and with 1 MiB writes, and
+ * 100 concurrent streams uploading (64 KiB writes). Prints every round, a table of medians in
+ * Gbit/s, the ratios, and last `STOQ/C ratio: <n>` (upload, 64 KiB writes) and
+ * `STOQ/Deno ratio: <n>` (the same row).
  *
- * Env: STOQ_BENCH_MIB (payload per round, default 256), STOQ_BENCH_ROUNDS (default 5),
- * STOQ_RECEIVER_FLAGS (extra `deno run` flags for the receiver process, e.g. --cpu-prof).
+ * Env: STOQ_BENCH_MIB (payload per scenario and round, default 256), STOQ_BENCH_ROUNDS (default
+ * 5), STOQ_BENCH_ONLY (comma-separated scenario names to run), STOQ_SERVER_FLAGS (extra
+ * `deno run` flags for the server processes, e.g. --cpu-prof).
  *
  * @module
  */
 
 import {
-  denoUpload,
+  cRun,
+  denoRun,
   gbps,
-  type Layout,
-  makePayload,
-  startReceiver,
-  stoqUpload,
+  type Scenario,
+  type Server,
+  startCServer,
+  startServer,
+  stoqRun,
+  totalBytes,
 } from "./_throughput.ts";
 
+const MIB = 1024 * 1024;
 const mib = Number(Deno.env.get("STOQ_BENCH_MIB") ?? 256);
 const rounds = Number(Deno.env.get("STOQ_BENCH_ROUNDS") ?? 5);
-const payload = makePayload(mib * 1024 * 1024);
-const warm = makePayload(16 * 1024 * 1024);
+const only = Deno.env.get("STOQ_BENCH_ONLY")?.split(",");
+
+const scenarios: [string, Scenario][] = ([
+  ["upload 64 KiB", { kind: "up", bytes: mib * MIB, write: 64 * 1024 }],
+  ["upload 1 MiB", { kind: "up", bytes: mib * MIB, write: MIB }],
+  ["download 64 KiB", { kind: "down", bytes: mib * MIB, write: 64 * 1024 }],
+  ["download 1 MiB", { kind: "down", bytes: mib * MIB, write: MIB }],
+  ["100 streams", {
+    kind: "streams",
+    bytes: mib * MIB,
+    write: 64 * 1024,
+    streams: 100,
+  }],
+] as [string, Scenario][]).filter(([name]) => !only || only.includes(name));
 
 function median(xs: number[]): number {
-  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-// The C baseline (bench/c_baseline.c), built with the dev certificates by `make bench-compare`.
-const baselineBin = new URL("../build/c_baseline", import.meta.url).pathname;
-const certDir = new URL("../build/dev-certs", import.meta.url).pathname;
-
-/** One C-baseline upload of `mib` MiB between two processes, or undefined when not built. */
-async function cBaseline(): Promise<number | undefined> {
-  try {
-    await Deno.stat(baselineBin);
-    await Deno.stat(`${certDir}/cert.pem`);
-  } catch {
-    return undefined;
-  }
-  const port = String(20000 + Math.floor(Math.random() * 20000));
-  const server = new Deno.Command(baselineBin, {
-    args: ["server", `${certDir}/cert.pem`, `${certDir}/key.pem`, port],
-    stdout: "piped",
-  }).spawn();
-  try {
-    const reader = server.stdout.pipeThrough(new TextDecoderStream())
-      .getReader();
-    let text = "";
-    while (!text.includes("listening")) {
-      const { value, done } = await reader.read();
-      if (done) return undefined;
-      text += value;
-    }
-    reader.releaseLock();
-    const out = await new Deno.Command(baselineBin, {
-      args: ["client", port, String(mib)],
-    })
-      .output();
-    const m = /([\d.]+) Gbit\/s/.exec(new TextDecoder().decode(out.stdout));
-    return m ? Number(m[1]) : undefined;
-  } finally {
-    server.kill();
-    await server.status;
-  }
-}
-
-interface Medians {
-  stoq: number;
-  deno: number;
-  c?: number;
-}
-
-async function measure(layout: Layout): Promise<Medians> {
-  await using stoqReceiver = await startReceiver("stoq", layout);
-  await using denoReceiver = await startReceiver("deno", layout);
+await using stoqServer = await startServer("stoq");
+await using denoServer = await startServer("deno");
+const cServer: Server | undefined = await startCServer();
+try {
+  type Row = { c: number[]; stoq: number[]; deno: number[] };
+  const rows = new Map<string, Row>(
+    scenarios.map(([name]) => [name, { c: [], stoq: [], deno: [] }]),
+  );
+  console.log(
+    `${mib} MiB per scenario and round, ${rounds} rounds, every byte SHA-256-checked; ` +
+      `C baseline ${
+        cServer ? "included" : "not built (make bench-compare builds it)"
+      }`,
+  );
   // Warm-up: JIT, library loading, first-connection costs.
-  await stoqUpload(stoqReceiver, warm);
-  await denoUpload(denoReceiver, warm);
-  const stoq: number[] = [];
-  const deno: number[] = [];
-  const c: number[] = [];
-  for (let r = 0; r < rounds; r++) {
-    stoq.push(gbps(payload.size, await stoqUpload(stoqReceiver, payload)));
-    deno.push(gbps(payload.size, await denoUpload(denoReceiver, payload)));
-    // The C baseline always runs as two processes, so it belongs beside that layout.
-    const base = layout === "process" ? await cBaseline() : undefined;
-    if (base !== undefined) c.push(base);
-    const cText = base === undefined
-      ? ""
-      : `, C baseline ${base.toFixed(2)} Gbit/s`;
+  const warm: Scenario = { kind: "up", bytes: 32 * MIB, write: 64 * 1024 };
+  await stoqRun(stoqServer, warm);
+  await denoRun(denoServer, warm);
+  for (let r = 1; r <= rounds; r++) {
+    for (const [name, s] of scenarios) {
+      const row = rows.get(name)!;
+      const bytes = totalBytes(s);
+      const c = cServer ? await cRun(cServer, s) : undefined;
+      const stoq = gbps(bytes, await stoqRun(stoqServer, s));
+      const deno = gbps(bytes, await denoRun(denoServer, s));
+      if (c !== undefined) row.c.push(c);
+      row.stoq.push(stoq);
+      row.deno.push(deno);
+      console.log(
+        `  round ${r} ${name}: ${
+          c === undefined ? "" : `C ${c.toFixed(2)}, `
+        }STOQ ${stoq.toFixed(2)}, Deno ${deno.toFixed(2)} Gbit/s`,
+      );
+    }
+  }
+  const fmt = (xs: number[]) => xs.length ? median(xs).toFixed(2) : "—";
+  const ratio = (a: number[], b: number[]) =>
+    a.length && b.length ? (median(a) / median(b)).toFixed(2) : "—";
+  console.log("\nmedians (Gbit/s)");
+  console.log(
+    "| scenario | C baseline | STOQ | Deno QUIC | STOQ/C | STOQ/Deno |",
+  );
+  console.log("| --- | --- | --- | --- | --- | --- |");
+  for (const [name] of scenarios) {
+    const row = rows.get(name)!;
     console.log(
-      `  ${layout} round ${r + 1}: STOQ ${stoq[r].toFixed(2)} Gbit/s, ` +
-        `Deno QUIC ${deno[r].toFixed(2)} Gbit/s${cText}`,
+      `| ${name} | ${fmt(row.c)} | ${fmt(row.stoq)} | ${fmt(row.deno)} | ${
+        ratio(row.stoq, row.c)
+      } | ${ratio(row.stoq, row.deno)} |`,
     );
   }
-  return {
-    stoq: median(stoq),
-    deno: median(deno),
-    c: c.length > 0 ? median(c) : undefined,
-  };
+  const head = rows.get("upload 64 KiB");
+  if (head) {
+    console.log(`STOQ/C ratio: ${ratio(head.stoq, head.c)}`);
+    console.log(`STOQ/Deno ratio: ${ratio(head.stoq, head.deno)}`);
+  }
+} finally {
+  await cServer?.[Symbol.asyncDispose]();
 }
-
-function report(name: string, m: Medians): void {
-  console.log(
-    `${name}: STOQ ${m.stoq.toFixed(2)} Gbit/s, Deno QUIC ${
-      m.deno.toFixed(2)
-    } Gbit/s, ` +
-      `STOQ/Deno ${(m.stoq / m.deno).toFixed(2)}` +
-      (m.c === undefined
-        ? ""
-        : `; C baseline ${m.c.toFixed(2)} Gbit/s, STOQ/C ${
-          (m.stoq / m.c).toFixed(2)
-        }`),
-  );
-}
-
-console.log(
-  `${mib} MiB per round, ${rounds} rounds; one connection, one stream, 64 KiB writes; ` +
-    `SHA-256 of every byte checked`,
-);
-const inProcess = await measure("in-process");
-const ownProcess = await measure("process");
-report("receiver in the sender's process (medians)", inProcess);
-report("receiver in its own process (medians)", ownProcess);
-console.log(`STOQ median: ${ownProcess.stoq.toFixed(2)} Gbit/s`);
-console.log(`Deno QUIC median: ${ownProcess.deno.toFixed(2)} Gbit/s`);
-console.log(
-  `STOQ/Deno ratio: ${(ownProcess.stoq / ownProcess.deno).toFixed(2)}`,
-);

@@ -1,26 +1,30 @@
 /**
- * `deno bench`: one connection, one stream, 64 MiB upload with 64 KiB writes to a receiver
- * process that SHA-256-checks every byte; STOQ against Deno's built-in QUIC (the baseline).
- * Connection setup is not timed.
+ * `deno bench`: one connection, one stream, 64 MiB upload with 64 KiB writes to a server in
+ * its own process that SHA-256-checks every byte; STOQ against Deno's built-in QUIC (the
+ * baseline). Connection setup is not timed.
  *
  * @module
  */
 
 import {
-  denoUpload,
-  makePayload,
-  type Receiver,
-  startReceiver,
-  stoqUpload,
+  denoRun,
+  type Scenario,
+  type Server,
+  startServer,
+  stoqRun,
 } from "./_throughput.ts";
 
-const payload = makePayload(64 * 1024 * 1024);
-const receivers: Receiver[] = [
-  await startReceiver("stoq"),
-  await startReceiver("deno"),
+const upload: Scenario = {
+  kind: "up",
+  bytes: 64 * 1024 * 1024,
+  write: 64 * 1024,
+};
+const servers: Server[] = [
+  await startServer("stoq"),
+  await startServer("deno"),
 ];
 globalThis.addEventListener("unload", () => {
-  for (const r of receivers) r[Symbol.asyncDispose]();
+  for (const s of servers) s[Symbol.asyncDispose]();
 });
 
 Deno.bench({
@@ -29,7 +33,7 @@ Deno.bench({
   n: 10,
   warmup: 1,
   async fn(b) {
-    await stoqUpload(receivers[0], payload, b);
+    await stoqRun(servers[0], upload, b);
   },
 });
 
@@ -40,6 +44,6 @@ Deno.bench({
   n: 10,
   warmup: 1,
   async fn(b) {
-    await denoUpload(receivers[1], payload, b);
+    await denoRun(servers[1], upload, b);
   },
 });

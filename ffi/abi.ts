@@ -6,7 +6,7 @@
  */
 
 /** Must equal `STOQ_ABI_VERSION` in the loaded shim. */
-export const ABI_VERSION = 3;
+export const ABI_VERSION = 4;
 
 /** Bytes per completion record and per submission record. */
 export const RECORD_SIZE = 64;
@@ -19,7 +19,7 @@ export const Ev = {
   CONN_SHUTDOWN_COMPLETE: 4,
   CONN_PEER_STREAM: 5,
   CONN_DGRAM_STATE: 6,
-  CONN_DGRAM_RECV: 7,
+  CONN_DGRAM_READY: 7,
   CONN_PEER_CERT: 8,
   CONN_STREAMS_AVAILABLE: 9,
   LISTENER_NEW_CONN: 10,
@@ -37,6 +37,8 @@ export const Ev = {
   STREAM_SHUTDOWN_COMPLETE: 27,
   STREAM_IDEAL_SEND_BUFFER: 28,
   STREAM_PEER_ACCEPTED: 29,
+  FILE_PROGRESS: 30,
+  FILE_DONE: 31,
 } as const;
 
 /** Submission record types (`enum stoq_op_type`). */
@@ -47,7 +49,21 @@ export const Op = {
   CONN_SHUTDOWN: 4,
   DGRAM_SEND: 5,
   CONN_START: 6,
+  STREAM_SEND_FILE: 7,
+  STREAM_RECV_FILE: 8,
+  STREAM_FILE_WRITE: 9,
+  STREAM_SEND_COPY: 10,
 } as const;
+
+/** The send pool's geometry (`STOQ_SLOT_SIZE`, `STOQ_SLAB_SLOTS`, `STOQ_MAX_SLABS`). */
+export const Pool = {
+  SLOT_SIZE: 65536,
+  SLAB_SLOTS: 64,
+  MAX_SLABS: 256,
+} as const;
+
+/** Flags of `stoq_rt_open` (`enum stoq_rt_flags`). */
+export const RtFlags = { NO_GSO: 1 } as const;
 
 /** Flags of `stoq_conn_connect` (`enum stoq_connect_flags`). */
 export const ConnectFlags = { DEFER_START: 1, SHARE_BINDING: 2 } as const;
@@ -96,7 +112,10 @@ export const Count = {
   SENDS_FREED: 8,
   WAKEUPS: 9,
   EVENTS: 10,
-  MAX: 11,
+  POOL_SLABS: 11,
+  FILE_TRANSFERS: 12,
+  DGRAM_QUEUED: 13,
+  MAX: 14,
 } as const;
 
 /** Indices of `stoq_conn_stats` (`enum stoq_stat`). */
@@ -113,10 +132,11 @@ export const Stat = {
   LOST_PACKETS: 9,
   HANDSHAKE_US: 10,
   PATH_MTU: 11,
-  MAX: 12,
+  DGRAM_DROPPED: 12,
+  MAX: 13,
 } as const;
 
-/** `stoq_settings`: thirteen u64 fields, in this order. */
+/** `stoq_settings`: fourteen u64 fields, in this order. */
 export const SETTINGS_FIELDS = [
   "idleTimeoutMs",
   "handshakeIdleTimeoutMs",
@@ -131,6 +151,7 @@ export const SETTINGS_FIELDS = [
   "pacing",
   "disconnectTimeoutMs",
   "serverResumption",
+  "datagramQueue",
 ] as const;
 
 /** Marks a settings field as "keep msquic's default". */
@@ -217,5 +238,34 @@ export class Records {
     view.setBigUint64(o + 16, a, true);
     view.setBigUint64(o + 24, b, true);
     view.setBigUint64(o + 32, c, true);
+    view.setBigUint64(o + 40, 0n, true);
+  }
+
+  /**
+   * Writes one operation record whose fields are all below 2^53, as numbers (no BigInt made):
+   * the hot path's sends and receive completions.
+   */
+  setOpNumbers(
+    i: number,
+    op: number,
+    handle: number,
+    a: number,
+    b: number,
+    c: number,
+    d: number,
+  ): void {
+    const u = this.#u32, base = i * 16;
+    u[base] = op;
+    u[base + 1] = 0;
+    u[base + 2] = handle >>> 0;
+    u[base + 3] = (handle / 0x1_0000_0000) >>> 0;
+    u[base + 4] = a >>> 0;
+    u[base + 5] = (a / 0x1_0000_0000) >>> 0;
+    u[base + 6] = b >>> 0;
+    u[base + 7] = (b / 0x1_0000_0000) >>> 0;
+    u[base + 8] = c >>> 0;
+    u[base + 9] = (c / 0x1_0000_0000) >>> 0;
+    u[base + 10] = d >>> 0;
+    u[base + 11] = (d / 0x1_0000_0000) >>> 0;
   }
 }

@@ -54,7 +54,7 @@ export const DatagramState = {
   maxSendLength: num(2),
 } as const;
 
-/** `CONN_DGRAM_RECV` and `CONN_TICKET`: a shim buffer JS copies, then frees. */
+/** `CONN_TICKET`: a shim buffer JS copies, then frees. */
 export const OwnedBuffer = { data: ptr(1), length: num(2) } as const;
 
 /** `CONN_PEER_CERT` (JS decides) */
@@ -90,10 +90,29 @@ export const Recv = {
   /** The FIN flag; set only on an indication's last record. */
   fin: flag(3),
   lastOfIndication: flag(4),
+  /** The stream offset of the buffer's first byte. */
+  offset: num(6),
 } as const;
 
 /** `STREAM_SEND_COMPLETE` */
-export const SendComplete = { bytes: num(1), canceled: flag(2) } as const;
+export const SendComplete = {
+  bytes: num(1),
+  canceled: flag(2),
+  /** The pool slot + 1 the send used (0: none). */
+  slot: num(3),
+} as const;
+
+/** `FILE_PROGRESS` */
+export const FileProgress = { bytes: num(1) } as const;
+
+/** `FILE_DONE` */
+export const FileDone = {
+  /** 0, an errno (file I/O), or a msquic status (the stream failed). */
+  status: ((r, i) => r.status(i)) as Reader<number>,
+  bytes: num(1),
+  /** The status is an errno of the file's own I/O (else the stream failed). */
+  fileIo: flag(2),
+} as const;
 
 /** `STREAM_SEND_SHUTDOWN_COMPLETE` */
 export const SendShutdownComplete = { graceful: flag(1) } as const;

@@ -61,6 +61,9 @@ stoq_config* stoq_config_open(stoq_rt* rt, const stoq_settings* in, const uint8_
   if (in->pacing != STOQ_UNSET) SET(PacingEnabled, in->pacing ? 1 : 0);
   if (in->disconnect_timeout_ms != STOQ_UNSET)
     SET(DisconnectTimeoutMs, (uint32_t)in->disconnect_timeout_ms);
+  c->dgram_queue = in->dgram_queue != STOQ_UNSET && in->dgram_queue > 0
+                       ? (uint32_t)in->dgram_queue
+                       : 256;
   if (in->server_resumption != STOQ_UNSET && in->server_resumption > 0) {
     SET(ServerResumptionLevel, in->server_resumption == 2 ? QUIC_SERVER_RESUME_AND_ZERORTT
                                                           : QUIC_SERVER_RESUME_ONLY);

@@ -103,6 +103,11 @@ QUIC_STATUS QUIC_API conn_cb(HQUIC h, void* ctx, QUIC_CONNECTION_EVENT* ev) {
       s->h = ev->PEER_STREAM_STARTED.Stream;
       rt->api->SetCallbackHandler(s->h, (void*)stream_cb, s);
       QUIC_STREAM_OPEN_FLAGS f = ev->PEER_STREAM_STARTED.Flags;
+      /* The peer gets this stream's credit back only when JS closes the handle, which it does
+       * once the application accepted the stream and it ended: streams nobody accepted keep
+       * their credit, so the peer's stream limit bounds how many (and how much data) it can
+       * make us hold. */
+      ev->PEER_STREAM_STARTED.Flags |= QUIC_STREAM_OPEN_FLAG_DELAY_ID_FC_UPDATES;
       stoq_event e = {.type = STOQ_EV_CONN_PEER_STREAM, .id = c->id, .a = s->id,
                       .b = (f & QUIC_STREAM_OPEN_FLAG_UNIDIRECTIONAL) ? 1 : 0,
                       .c = (uint64_t)(uintptr_t)s, .d = (f & QUIC_STREAM_OPEN_FLAG_0_RTT) ? 1 : 0};
@@ -118,16 +123,9 @@ QUIC_STATUS QUIC_API conn_cb(HQUIC h, void* ctx, QUIC_CONNECTION_EVENT* ev) {
       push(rt, STOQ_EV_CONN_DGRAM_STATE, c->id, 0, ev->DATAGRAM_STATE_CHANGED.SendEnabled,
            ev->DATAGRAM_STATE_CHANGED.MaxSendLength, 0);
       break;
-    case QUIC_CONNECTION_EVENT_DATAGRAM_RECEIVED: {
-      /* Datagram buffers live only for this callback: copy. */
-      const QUIC_BUFFER* b = ev->DATAGRAM_RECEIVED.Buffer;
-      uint8_t* p = malloc(b->Length ? b->Length : 1);
-      if (!p) break;
-      memcpy(p, b->Buffer, b->Length);
-      count_add(rt, STOQ_COUNT_RECV_BUFFERS, 1);
-      push(rt, STOQ_EV_CONN_DGRAM_RECV, c->id, 0, (uint64_t)(uintptr_t)p, b->Length, 0);
+    case QUIC_CONNECTION_EVENT_DATAGRAM_RECEIVED:
+      conn_dgram_received(c, ev->DATAGRAM_RECEIVED.Buffer);
       break;
-    }
     case QUIC_CONNECTION_EVENT_DATAGRAM_SEND_STATE_CHANGED:
       if (QUIC_DATAGRAM_SEND_STATE_IS_FINAL(ev->DATAGRAM_SEND_STATE_CHANGED.State) &&
           ev->DATAGRAM_SEND_STATE_CHANGED.ClientContext) {
@@ -184,9 +182,91 @@ QUIC_STATUS QUIC_API conn_cb(HQUIC h, void* ctx, QUIC_CONNECTION_EVENT* ev) {
   return QUIC_STATUS_SUCCESS;
 }
 
+/* ---------- received datagrams: a bounded queue JS takes from ---------- */
+
+void conn_dgram_received(stoq_conn* c, const QUIC_BUFFER* b) {
+  stoq_rt* rt = c->rt;
+  /* Datagram buffers live only for this callback: copy. */
+  uint8_t* p = malloc(b->Length ? b->Length : 1);
+  if (!p) {
+    pthread_mutex_lock(&c->dgram_lock);
+    c->dgram_dropped++;
+    pthread_mutex_unlock(&c->dgram_lock);
+    return;
+  }
+  memcpy(p, b->Buffer, b->Length);
+  uint8_t* dropped = NULL;
+  int signal = 0;
+  pthread_mutex_lock(&c->dgram_lock);
+  if (!c->dgram_buf) {
+    uint32_t cap = c->cfg->dgram_queue ? c->cfg->dgram_queue : 1;
+    c->dgram_buf = calloc(cap, sizeof *c->dgram_buf);
+    c->dgram_len = calloc(cap, sizeof *c->dgram_len);
+    if (!c->dgram_buf || !c->dgram_len) {
+      free(c->dgram_buf);
+      free(c->dgram_len);
+      c->dgram_buf = NULL;
+      c->dgram_len = NULL;
+      c->dgram_dropped++;
+      pthread_mutex_unlock(&c->dgram_lock);
+      free(p);
+      return;
+    }
+    c->dgram_cap = cap;
+  }
+  if (c->dgram_count == c->dgram_cap) {
+    /* Full: the oldest goes (counted), as quinn does; the newest is what a reader wants. */
+    dropped = c->dgram_buf[c->dgram_head];
+    c->dgram_head = (c->dgram_head + 1) % c->dgram_cap;
+    c->dgram_count--;
+    c->dgram_dropped++;
+  }
+  uint32_t at = (c->dgram_head + c->dgram_count) % c->dgram_cap;
+  c->dgram_buf[at] = p;
+  c->dgram_len[at] = b->Length;
+  c->dgram_count++;
+  if (!c->dgram_signaled) c->dgram_signaled = signal = 1;
+  pthread_mutex_unlock(&c->dgram_lock);
+  if (dropped) free(dropped);
+  else count_add(rt, STOQ_COUNT_DGRAM_QUEUED, 1);
+  if (signal) push(rt, STOQ_EV_CONN_DGRAM_READY, c->id, 0, 0, 0, 0);
+}
+
+int32_t stoq_conn_dgram_take(stoq_conn* c, uint8_t* out, uint32_t cap) {
+  pthread_mutex_lock(&c->dgram_lock);
+  if (c->dgram_count == 0) {
+    c->dgram_signaled = 0; /* JS saw it empty: the next arrival tells it again */
+    pthread_mutex_unlock(&c->dgram_lock);
+    return -1;
+  }
+  uint32_t len = c->dgram_len[c->dgram_head];
+  if (len > cap) {
+    pthread_mutex_unlock(&c->dgram_lock);
+    return -2;
+  }
+  uint8_t* p = c->dgram_buf[c->dgram_head];
+  c->dgram_head = (c->dgram_head + 1) % c->dgram_cap;
+  c->dgram_count--;
+  pthread_mutex_unlock(&c->dgram_lock);
+  memcpy(out, p, len);
+  free(p);
+  count_add(c->rt, STOQ_COUNT_DGRAM_QUEUED, -1);
+  return (int32_t)len;
+}
+
+void conn_dgram_free(stoq_conn* c) {
+  for (uint32_t i = 0; i < c->dgram_count; i++)
+    free(c->dgram_buf[(c->dgram_head + i) % c->dgram_cap]);
+  count_add(c->rt, STOQ_COUNT_DGRAM_QUEUED, -(int64_t)c->dgram_count);
+  free(c->dgram_buf);
+  free(c->dgram_len);
+  pthread_mutex_destroy(&c->dgram_lock);
+}
+
 stoq_conn* conn_new(stoq_rt* rt) {
   stoq_conn* c = calloc(1, sizeof *c);
   if (!c) return NULL;
+  pthread_mutex_init(&c->dgram_lock, NULL);
   c->rt = rt;
   c->id = atomic_fetch_add(&rt->next_id, 1);
   count_add(rt, STOQ_COUNT_CONNECTIONS, 1);
@@ -255,6 +335,7 @@ fail:
   count_add(rt, STOQ_COUNT_CONNECTIONS, -1);
   free(c->server_name);
   free(c->start_name);
+  conn_dgram_free(c);
   free(c);
   *status = st;
   return NULL;
@@ -284,6 +365,9 @@ int32_t stoq_conn_stats(stoq_conn* c, uint64_t* out, uint32_t n) {
                                      : 0,
       [STOQ_STAT_PATH_MTU] = st.SendPathMtu,
   };
+  pthread_mutex_lock(&c->dgram_lock);
+  v[STOQ_STAT_DGRAM_DROPPED] = c->dgram_dropped;
+  pthread_mutex_unlock(&c->dgram_lock);
   for (uint32_t i = 0; i < n && i < STOQ_STAT_MAX; i++) out[i] = v[i];
   return 0;
 }
@@ -330,6 +414,7 @@ void stoq_conn_close(stoq_conn* c) {
   conn_drop_cert(c);
   free(c->server_name);
   free(c->start_name);
+  conn_dgram_free(c);
   count_add(c->rt, STOQ_COUNT_CONNECTIONS, -1);
   free(c);
 }

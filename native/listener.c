@@ -45,6 +45,7 @@ static QUIC_STATUS QUIC_API listener_cb(HQUIC h, void* ctx, QUIC_LISTENER_EVENT*
     if (QUIC_FAILED(st)) {
       /* Returning failure makes msquic close the handle itself. */
       count_add(rt, STOQ_COUNT_CONNECTIONS, -1);
+      conn_dgram_free(c);
       free(c);
       return st;
     }

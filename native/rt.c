@@ -1,6 +1,8 @@
 /* The runtime: msquic registration, completion queue, and batched submission. */
 #include "internal.h"
 
+#include <sys/mman.h>
+
 /* ---------- completion queue ---------- */
 
 static void push_locked(stoq_rt* rt, const stoq_event* ev) {
@@ -16,6 +18,7 @@ static void push_locked(stoq_rt* rt, const stoq_event* ev) {
   }
   rt->ring[(rt->head + rt->count) % rt->cap] = *ev;
   rt->count++;
+  atomic_store_explicit(&rt->queued, rt->count, memory_order_relaxed);
 }
 
 static void wake_locked(stoq_rt* rt) {
@@ -48,9 +51,17 @@ void push(stoq_rt* rt, uint32_t type, uint64_t id, int32_t status, uint64_t a, u
   push_events(rt, &ev, 1);
 }
 
+/* ---------- UDP send segmentation (GSO) ---------- */
+
+/* Exported by STOQ's msquic build (native/msquic/build.sh, edit 6); absent (NULL) elsewhere. */
+extern int StoqSendSegmentationOff __attribute__((weak));
+/* msquicp.h (not shipped with the crate's headers): the datapath's features, once it is up. */
+#define STOQ_PARAM_GLOBAL_DATAPATH_FEATURES 0x81000005u
+#define STOQ_DATAPATH_FEATURE_SEND_SEGMENTATION 0x4u
+
 uint32_t stoq_abi_version(void) { return STOQ_ABI_VERSION; }
 
-stoq_rt* stoq_rt_open(uint32_t profile, int32_t* status) {
+stoq_rt* stoq_rt_open(uint32_t profile, uint32_t flags, int32_t* status) {
   stoq_rt* rt = calloc(1, sizeof *rt);
   if (!rt) { *status = QUIC_STATUS_OUT_OF_MEMORY; return NULL; }
   rt->cap = 1024;
@@ -61,6 +72,16 @@ stoq_rt* stoq_rt_open(uint32_t profile, int32_t* status) {
   int r = io_uring_queue_init(4, &rt->uring, 0);
   if (r < 0) { *status = r; goto fail; }
   pthread_mutex_init(&rt->lock, NULL);
+  pthread_mutex_init(&rt->files_lock, NULL);
+  if (flags & STOQ_RT_NO_GSO) {
+    if (!&StoqSendSegmentationOff) {
+      *status = QUIC_STATUS_NOT_SUPPORTED;
+      io_uring_queue_exit(&rt->uring);
+      goto fail;
+    }
+    /* Read when msquic starts its datapath: the first registration of the process. */
+    StoqSendSegmentationOff = 1;
+  }
   QUIC_STATUS s = MsQuicOpen2(&rt->api);
   if (QUIC_FAILED(s)) { *status = s; io_uring_queue_exit(&rt->uring); goto fail; }
   QUIC_REGISTRATION_CONFIG rc = {
@@ -87,15 +108,20 @@ void stoq_rt_close(stoq_rt* rt) {
   if (!rt) return;
   /* Blocks until every connection of the registration is closed: JS closes them first. */
   rt->api->RegistrationClose(rt->registration);
+  files_stop(rt);
   MsQuicClose(rt->api);
   io_uring_queue_exit(&rt->uring);
   close(rt->efd);
-  /* Records still queued may own datagram copies: free them so nothing leaks. */
+  /* Records still queued may own ticket copies: free them so nothing leaks. */
   for (uint32_t i = 0; i < rt->count; i++) {
     stoq_event* ev = &rt->ring[(rt->head + i) % rt->cap];
-    if (ev->type == STOQ_EV_CONN_DGRAM_RECV || ev->type == STOQ_EV_CONN_TICKET)
-      free((void*)(uintptr_t)ev->a);
+    if (ev->type == STOQ_EV_CONN_TICKET) free((void*)(uintptr_t)ev->a);
   }
+  for (uint32_t i = 0; i < atomic_load(&rt->nslabs); i++) {
+    munmap(rt->slabs[i]->mem, (size_t)STOQ_SLAB_SLOTS * STOQ_SLOT_SIZE);
+    free(rt->slabs[i]);
+  }
+  pthread_mutex_destroy(&rt->files_lock);
   pthread_mutex_destroy(&rt->lock);
   free(rt->ring);
   free(rt);
@@ -107,8 +133,13 @@ uint32_t stoq_rt_poll(stoq_rt* rt, stoq_event* out, uint32_t max) {
   for (uint32_t i = 0; i < n; i++) out[i] = rt->ring[(rt->head + i) % rt->cap];
   rt->head = (rt->head + n) % rt->cap;
   rt->count -= n;
+  atomic_store_explicit(&rt->queued, rt->count, memory_order_relaxed);
   pthread_mutex_unlock(&rt->lock);
   return n;
+}
+
+uint32_t stoq_rt_pending(stoq_rt* rt) {
+  return atomic_load_explicit(&rt->queued, memory_order_relaxed);
 }
 
 /* Called from one Deno blocking-pool thread at a time (JS keeps a single waiter). Returns the
@@ -163,6 +194,56 @@ void stoq_rt_counts(stoq_rt* rt, uint64_t* out, uint32_t n) {
     out[i] = atomic_load_explicit(&rt->counts[i], memory_order_relaxed);
 }
 
+int32_t stoq_gso(stoq_rt* rt) {
+  uint32_t features = 0, len = sizeof features;
+  QUIC_STATUS st =
+      rt->api->GetParam(NULL, STOQ_PARAM_GLOBAL_DATAPATH_FEATURES, &len, &features);
+  if (QUIC_FAILED(st)) return -1;
+  return (features & STOQ_DATAPATH_FEATURE_SEND_SEGMENTATION) != 0;
+}
+
+/* ---------- the send pool ---------- */
+
+uint8_t* stoq_pool_grow(stoq_rt* rt, uint32_t* first_slot) {
+  /* Only JS's thread adds slabs; msquic's threads read slabs[] for slots JS already sent, which
+   * the submission itself orders after this store. */
+  uint32_t n = atomic_load(&rt->nslabs);
+  if (n == STOQ_MAX_SLABS) return NULL;
+  stoq_slab* slab = calloc(1, sizeof *slab);
+  if (!slab) return NULL;
+  /* Populated now: a slab is added because writers need it at once. */
+  slab->mem = mmap(NULL, (size_t)STOQ_SLAB_SLOTS * STOQ_SLOT_SIZE, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  if (slab->mem == MAP_FAILED) {
+    free(slab);
+    return NULL;
+  }
+  for (uint32_t i = 0; i < STOQ_SLAB_SLOTS; i++)
+    slab->qb[i].Buffer = slab->mem + (size_t)i * STOQ_SLOT_SIZE;
+  rt->slabs[n] = slab;
+  atomic_store(&rt->nslabs, n + 1);
+  count_add(rt, STOQ_COUNT_POOL_SLABS, 1);
+  *first_slot = n * STOQ_SLAB_SLOTS;
+  return slab->mem;
+}
+
+void stoq_pool_wake(stoq_rt* rt) {
+  /* A slot that came back before this store is already queued, and JS never sleeps with
+   * records queued, so no wake-up is lost. */
+  atomic_store(&rt->slot_waiter, 1);
+}
+
+void stoq_pool_trim(stoq_rt* rt, uint32_t slab) {
+  if (slab >= atomic_load(&rt->nslabs)) return;
+  madvise(rt->slabs[slab]->mem, (size_t)STOQ_SLAB_SLOTS * STOQ_SLOT_SIZE, MADV_DONTNEED);
+}
+
+QUIC_BUFFER* pool_slot(stoq_rt* rt, uint32_t slot) {
+  uint32_t slab = slot / STOQ_SLAB_SLOTS;
+  if (slab >= atomic_load(&rt->nslabs)) return NULL;
+  return &rt->slabs[slab]->qb[slot % STOQ_SLAB_SLOTS];
+}
+
 void stoq_buf_free(stoq_rt* rt, void* buf) {
   if (!buf) return;
   free(buf);
@@ -205,6 +286,18 @@ uint32_t stoq_submit(stoq_rt* rt, stoq_op* ops, uint32_t n) {
         break;
       case STOQ_OP_CONN_START:
         st = op_conn_start(rt, op);
+        break;
+      case STOQ_OP_STREAM_SEND_COPY:
+        st = op_stream_send_copy(rt, op);
+        break;
+      case STOQ_OP_STREAM_SEND_FILE:
+        st = op_send_file(rt, op);
+        break;
+      case STOQ_OP_STREAM_RECV_FILE:
+        st = op_recv_file(rt, op);
+        break;
+      case STOQ_OP_STREAM_FILE_WRITE:
+        st = op_file_write(rt, op);
         break;
       default:
         st = QUIC_STATUS_INVALID_PARAMETER;

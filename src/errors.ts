@@ -43,6 +43,8 @@ export type StoqErrorCode =
   | "LIBRARY_NOT_FOUND"
   | "LIBRARY_VERSION"
   | "NATIVE_ERROR"
+  | "FILE_ERROR"
+  | "PERMISSION_DENIED"
   // trustchain
   | "CSR_MALFORMED"
   | "CSR_BAD_SIGNATURE"

@@ -197,6 +197,8 @@ export const LIVE_COUNTS = [
   "sendBuffers",
   "datagramBuffers",
   "receiveBuffers",
+  "datagramsQueued",
+  "fileTransfers",
 ] as const;
 
 /** Native counts of this process's runtime (opens it if needed, then releases it). */

@@ -28,6 +28,11 @@ async function stalledSend(p: Awaited<ReturnType<typeof pair>>) {
   const reader = value!.readable.getReader();
   const first = await reader.read();
   assert.ok(first.value && first.value.byteLength > 0);
+  // The writer copies its chunks in over a few turns: wait (polling the shim's count, a few
+  // milliseconds at most) until msquic holds sends it cannot complete.
+  for (let i = 0; i < 500 && p.client.nativeCounts().sendBuffers === 0; i++) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
   return { writing, reader };
 }
 

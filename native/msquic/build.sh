@@ -73,6 +73,80 @@ edit "$src/src/core/crypto.c" \
     Crypto->CertValidationPending = FALSE;
     if (Result) {'
 
+# Edit 4 — per-packet cost of disabled tracing. The crate builds msquic with logging stubbed out
+# (QUIC_LOGS_STUB), and in that mode quic_trace.h reports every trace event as *enabled*: the
+# one caller that asks, QuicConnLogOutFlowStats, then walks the connection's stream table on
+# every blocked-state change and flow-control update to compute figures nobody reads
+# (CxPlatHashtableEnumerateNext was ~12 % of a sending worker). With the stub logger no event is
+# ever recorded, so report them as disabled, as msquic's maintainers proposed for this logger.
+# Only the stdout logger (QUIC_EVENTS_STDOUT, a debugging build) keeps them enabled.
+edit "$src/src/inc/quic_trace.h" \
+  '#if defined(QUIC_EVENTS_STDOUT) || defined(QUIC_LOGS_STUB)
+#define QuicTraceEventEnabled(Name) TRUE
+' \
+  '#if defined(QUIC_EVENTS_STDOUT) || defined(QUIC_LOGS_STUB)
+#if defined(QUIC_EVENTS_STDOUT)
+#define QuicTraceEventEnabled(Name) TRUE
+#else
+#define QuicTraceEventEnabled(Name) FALSE
+#endif
+'
+
+# Edit 5 — a packet storm while a reader stalls. When a STREAM_DATA_BLOCKED frame is
+# acknowledged and the stream is still blocked, msquic queues the frame again at once (its
+# comment: "if this design of immediate resending after ACK ever gets too chatty, … add
+# exponential backoff"). The receiver answers each with an unchanged MAX_STREAM_DATA, so a
+# stream whose application stops reading makes both ends exchange tiny packets at line rate:
+# ~70,000 packets/s each way and a busy core on each side over ::1, for as long as the reader
+# waits (STOQ keeps unread data in msquic's buffers, so this is any slow or absent reader). The
+# frame is resent when it is lost (the loss path is unchanged) and the receiver sends
+# MAX_STREAM_DATA as its reader drains, so the blocked sender still learns everything it needs:
+# do not resend it on acknowledgement.
+edit "$src/src/core/loss_detection.c" \
+  '        case QUIC_FRAME_STREAM_DATA_BLOCKED:
+            if (Packet->Frames[i].STREAM_DATA_BLOCKED.Stream->OutFlowBlockedReasons &
+                QUIC_FLOW_BLOCKED_STREAM_FLOW_CONTROL) {
+                //
+                // Stream is still blocked, so queue the blocked frame up again.
+                //
+                // N.B. If this design of immediate resending after ACK ever
+                // gets too chatty, then we can reuse the existing loss
+                // detection timer to add exponential backoff.
+                //
+                QuicSendSetStreamSendFlag(
+                    &Connection->Send,
+                    Packet->Frames[i].STREAM_DATA_BLOCKED.Stream,
+                    QUIC_STREAM_SEND_FLAG_DATA_BLOCKED,
+                    FALSE);
+            }
+            break;' \
+  '        case QUIC_FRAME_STREAM_DATA_BLOCKED:
+            // STOQ build edit 5: acknowledged, so the peer knows; resent only when lost.
+            break;'
+
+# Edit 6 — a switch for UDP send segmentation (GSO). msquic uses GSO whenever the kernel offers
+# it and has no setting to turn it off, so STOQ's `gso` endpoint option could not be honoured
+# (or measured). Add one process-wide flag, read once when msquic sets up its datapath, and
+# export it beside msquic's two entry points; the shim sets it before the first socket opens.
+edit "$src/src/platform/datapath_epoll.c" \
+  'CXPLAT_EVENT_COMPLETION CxPlatSocketContextUninitializeEventComplete;
+' \
+  '// STOQ build edit 6: set (non-zero) before the datapath starts to keep GSO off.
+int StoqSendSegmentationOff = 0;
+
+CXPLAT_EVENT_COMPLETION CxPlatSocketContextUninitializeEventComplete;
+'
+edit "$src/src/platform/datapath_epoll.c" \
+  '    Datapath->Features |= CXPLAT_DATAPATH_FEATURE_SEND_SEGMENTATION;
+' \
+  '    if (!StoqSendSegmentationOff) {
+        Datapath->Features |= CXPLAT_DATAPATH_FEATURE_SEND_SEGMENTATION;
+    }
+'
+edit "$src/src/bin/linux/exports.txt" \
+  'global: MsQuicOpenVersion; MsQuicClose;' \
+  'global: MsQuicOpenVersion; MsQuicClose; StoqSendSegmentationOff;'
+
 cmake -S "$src" -B "$build/msquic-cmake" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DQUIC_TLS_LIB=quictls -DQUIC_ENABLE_LOGGING=off -DQUIC_BUILD_SHARED=on \
   -DQUIC_OUTPUT_DIR="$build/msquic-cmake/out" >/dev/null

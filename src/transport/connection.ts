@@ -20,7 +20,11 @@ import type { Runtime } from "./runtime.ts";
 import { nextTask } from "./tick.ts";
 import { connectionError, statusError } from "./status.ts";
 import {
+  checkFile,
+  fileError,
   type StoqBidirectionalStream,
+  type StoqFileOptions,
+  type StoqFileResult,
   type StoqReceiveStream,
   type StoqSendStream,
   StreamCore,
@@ -105,6 +109,11 @@ export interface StoqConnectionStats {
   handshakeMs: number;
   /** Current path MTU in bytes. */
   pathMtu: number;
+  /**
+   * Datagrams received but dropped because the receive queue was full
+   * (`datagramReceiveQueue` unread datagrams; the oldest goes first).
+   */
+  datagramsDropped: number;
 }
 
 /**
@@ -189,6 +198,8 @@ const REJECTIONS: Record<number, string> = {
 };
 
 const TLS_ALERT_BAD_CERTIFICATE = 42;
+// Datagrams are taken from the shim's queue through this buffer (no datagram is larger).
+const datagramScratch = new Uint8Array(65536);
 // QUIC_CONNECTION_SHUTDOWN_FLAG_SILENT: no CONNECTION_CLOSE is sent, nothing is waited for.
 const SHUTDOWN_SILENT = 1n;
 const internal = Symbol("stoq.internal");
@@ -216,7 +227,12 @@ export class StoqConnection implements AsyncDisposable {
   readonly #finished = Promise.withResolvers<void>();
   #bidi!: ReadableStreamDefaultController<StoqBidirectionalStream>;
   #uni!: ReadableStreamDefaultController<StoqReceiveStream>;
-  #datagrams: Uint8Array<ArrayBuffer>[] = [];
+  // Peer streams not accepted yet (they keep their credit: see StreamCore.accept), and
+  // whether a read of the incoming ReadableStream waits for one.
+  #bidiBacklog: StreamCore[] = [];
+  #uniBacklog: StreamCore[] = [];
+  #bidiWanted = false;
+  #uniWanted = false;
   #datagramWaiters: PromiseWithResolvers<Uint8Array<ArrayBuffer>>[] = [];
   #datagramSendEnabled = false;
   #maxDatagramSize = 0;
@@ -254,16 +270,25 @@ export class StoqConnection implements AsyncDisposable {
     this.#ptr = ptr;
     this.#id = id;
     this.#hooks = hooks;
+    // highWaterMark 0: a peer stream is handed out (accepted) only for a pending read.
     this.incomingBidirectionalStreams = new ReadableStream({
       start: (c) => {
         this.#bidi = c;
       },
-    });
+      pull: () => {
+        this.#bidiWanted = true;
+        this.#offerStream(false);
+      },
+    }, { highWaterMark: 0 });
     this.incomingUnidirectionalStreams = new ReadableStream({
       start: (c) => {
         this.#uni = c;
       },
-    });
+      pull: () => {
+        this.#uniWanted = true;
+        this.#offerStream(true);
+      },
+    }, { highWaterMark: 0 });
     // Both are observed by the endpoint; a user who never awaits them must not crash the process.
     this.#handshake.promise.catch(() => {});
     this.#closed.promise.catch(() => {});
@@ -540,9 +565,14 @@ export class StoqConnection implements AsyncDisposable {
     return done.promise;
   }
 
-  /** Receives the next datagram. Rejects when the connection ends. */
+  /**
+   * Receives the next datagram. Unread datagrams wait in a queue of `datagramReceiveQueue`
+   * (see the transport options); when it is full the oldest is dropped and counted in
+   * `stats().datagramsDropped`. Rejects when the connection ends (datagrams still unread then
+   * are dropped with it).
+   */
   readDatagram(): Promise<Uint8Array<ArrayBuffer>> {
-    const next = this.#datagrams.shift();
+    const next = this.#takeDatagram();
     if (next) return Promise.resolve(next);
     if (!this.#native || this.#error || this.#closeInfo) {
       return Promise.reject(this.failure());
@@ -550,6 +580,68 @@ export class StoqConnection implements AsyncDisposable {
     const waiter = Promise.withResolvers<Uint8Array<ArrayBuffer>>();
     this.#datagramWaiters.push(waiter);
     return waiter.promise;
+  }
+
+  /** The oldest datagram the shim holds for this connection, if any. */
+  #takeDatagram(): Uint8Array<ArrayBuffer> | undefined {
+    if (!this.#native || this.#datagramWaiters.length > 0) return undefined;
+    const n = this.runtime.lib.stoq_conn_dgram_take(
+      this.#ptr,
+      datagramScratch,
+      datagramScratch.length,
+    );
+    return n < 0 ? undefined : datagramScratch.slice(0, n);
+  }
+
+  /** Hands queued datagrams to waiting readers. */
+  #feedDatagramWaiters(): void {
+    while (this.#datagramWaiters.length > 0 && this.#native) {
+      const n = this.runtime.lib.stoq_conn_dgram_take(
+        this.#ptr,
+        datagramScratch,
+        datagramScratch.length,
+      );
+      if (n < 0) break;
+      this.#datagramWaiters.shift()!.resolve(datagramScratch.slice(0, n));
+    }
+  }
+
+  /**
+   * Sends the file at `path` on a new unidirectional stream and finishes the stream: the shim
+   * reads the file with io_uring into registered buffers that msquic sends from, so the bytes
+   * never enter JS. The peer takes the stream from `incomingUnidirectionalStreams` and calls
+   * `receiveToFile()` on it (or reads it like any stream). Resolves once the peer acknowledged
+   * every byte. Waits for stream credit like {@linkcode createUnidirectionalStream}. Needs
+   * read permission for `path`.
+   *
+   * @throws {StoqError} `FILE_ERROR` when the file cannot be opened or read,
+   *   `PERMISSION_DENIED` without read permission, `ABORTED` when the signal fires, the
+   *   stream's or the connection's error when they fail.
+   */
+  async sendFile(
+    path: string | URL,
+    options: StoqFileOptions = {},
+  ): Promise<StoqFileResult> {
+    const file = checkFile(path, options, "read", "send a file");
+    this.#checkOpen("send a file");
+    const lib = this.runtime.lib;
+    const fd = new Int32Array(1);
+    const size = new BigUint64Array(1);
+    const err = lib.stoq_file_open(
+      new TextEncoder().encode(`${file}\0`),
+      0,
+      new Uint8Array(fd.buffer),
+      new Uint8Array(size.buffer),
+    );
+    if (err !== 0) throw fileError(lib, err, `open ${file} for reading`);
+    let core: StreamCore;
+    try {
+      core = await this.#openStream(true, { signal: options.signal });
+    } catch (e) {
+      lib.stoq_file_close(fd[0]);
+      throw e;
+    }
+    return await core.sendFile(fd[0], Number(size[0]), file, options);
   }
 
   /** Connection statistics from msquic. */
@@ -576,6 +668,7 @@ export class StoqConnection implements AsyncDisposable {
       packetsLost: v(Stat.LOST_PACKETS),
       handshakeMs: v(Stat.HANDSHAKE_US) / 1000,
       pathMtu: v(Stat.PATH_MTU),
+      datagramsDropped: v(Stat.DGRAM_DROPPED),
     };
   }
 
@@ -686,26 +779,17 @@ export class StoqConnection implements AsyncDisposable {
           },
         );
         this.#streams.add(core);
-        if (unidirectional) this.#uni.enqueue(core.readable!);
-        else {
-          this.#bidi.enqueue({
-            readable: core.readable!,
-            writable: core.writable!,
-          });
-        }
+        (unidirectional ? this.#uniBacklog : this.#bidiBacklog).push(core);
+        this.#offerStream(unidirectional);
         break;
       }
       case Ev.CONN_DGRAM_STATE:
         this.#datagramSendEnabled = Events.DatagramState.sendEnabled(ev, i);
         this.#maxDatagramSize = Events.DatagramState.maxSendLength(ev, i);
         break;
-      case Ev.CONN_DGRAM_RECV: {
-        const data = this.#takeBuffer(ev, i);
-        const waiter = this.#datagramWaiters.shift();
-        if (waiter) waiter.resolve(data);
-        else this.#datagrams.push(data);
+      case Ev.CONN_DGRAM_READY:
+        this.#feedDatagramWaiters();
         break;
-      }
       case Ev.CONN_TICKET:
         this.#hooks.onTicket?.(this.#takeBuffer(ev, i));
         break;
@@ -747,6 +831,25 @@ export class StoqConnection implements AsyncDisposable {
         this.#finish();
         break;
     }
+  }
+
+  /** Hands the oldest backlogged peer stream to a pending read of the incoming stream. */
+  #offerStream(unidirectional: boolean): void {
+    const wanted = unidirectional ? this.#uniWanted : this.#bidiWanted;
+    const backlog = unidirectional ? this.#uniBacklog : this.#bidiBacklog;
+    if (!wanted || backlog.length === 0) return;
+    const core = backlog.shift()!;
+    if (unidirectional) {
+      this.#uniWanted = false;
+      this.#uni.enqueue(core.readable!);
+    } else {
+      this.#bidiWanted = false;
+      this.#bidi.enqueue({
+        readable: core.readable!,
+        writable: core.writable!,
+      });
+    }
+    core.accept();
   }
 
   /** Copies a buffer the shim handed over, then frees the shim's copy. */
@@ -810,8 +913,11 @@ export class StoqConnection implements AsyncDisposable {
   #finish(): void {
     if (!this.#native) return;
     const err = this.failure();
-    // msquic completes every stream before its connection; anything left is freed here.
-    for (const s of [...this.#streams]) s.finish(true);
+    // msquic completes every stream before its connection; anything left (streams nobody
+    // accepted) is freed here.
+    for (const s of [...this.#streams]) s.finish(true, true);
+    this.#bidiBacklog = [];
+    this.#uniBacklog = [];
     for (const w of this.#datagramWaiters) w.reject(err);
     this.#datagramWaiters = [];
     const closeStream = (c: ReadableStreamDefaultController<unknown>) => {

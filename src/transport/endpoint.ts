@@ -65,6 +65,14 @@ export interface StoqEndpointOptions {
    * @default {undefined}
    */
   library?: string;
+  /**
+   * UDP send segmentation offload (GSO): msquic hands the kernel a batch of packets in one
+   * send. Process-wide and decided before the first socket opens: a later endpoint that asks
+   * for the other setting is refused with `INVALID_ARGUMENT`. Turning it off needs STOQ's own
+   * libmsquic build (msquic has no switch of its own).
+   * @default {true}
+   */
+  gso?: boolean;
 }
 
 /** Ids for verifier functions, so that connects with the same callback share a configuration. */
@@ -376,7 +384,18 @@ export class StoqEndpoint implements AsyncDisposable {
           .library}`,
       );
     }
-    this.#runtime = Runtime.acquire(profile, options.library);
+    checkBoolean(options.gso, "gso");
+    this.#runtime = Runtime.acquire(profile, options.library, options.gso);
+    const gso = this.#runtime.gso;
+    if (options.gso !== undefined && gso !== undefined && gso !== options.gso) {
+      this.#runtime.release();
+      throw new StoqError(
+        "INVALID_ARGUMENT",
+        `Cannot create the endpoint with gso: ${options.gso}: GSO is process-wide and msquic already sends with it ${
+          gso ? "on" : "off"
+        } (set it on the process's first endpoint)`,
+      );
+    }
     this.#configs = new ConfigCache(this.#runtime);
   }
 
@@ -666,6 +685,10 @@ export class StoqEndpoint implements AsyncDisposable {
       sendsFreed: c[8],
       wakeups: c[9],
       events: c[10],
+      poolSlabs: c[11],
+      poolSlotsInUse: this.#runtime.pool.inUse,
+      fileTransfers: c[12],
+      datagramsQueued: c[13],
     };
   }
 }
@@ -848,7 +871,9 @@ export class StoqListener implements AsyncIterable<StoqConnection> {
 
   /**
    * Yields connections as they complete their handshake, until the listener stops. The
-   * iterator keeps no reference to a connection it has yielded.
+   * iterator keeps no reference to a connection it has yielded. (A `for await` loop's own frame
+   * holds its last value until the next connection arrives; a closed connection holds nothing
+   * it buffered by then, only a small object.)
    */
   [Symbol.asyncIterator](): AsyncIterator<StoqConnection> {
     const done = { value: undefined, done: true } as const;

@@ -22,8 +22,14 @@ export {
 } from "./connection.ts";
 export type {
   StoqBidirectionalStream,
+  StoqFileOptions,
+  StoqFileResult,
+  StoqInPlaceReader,
+  StoqReceiveLoan,
   StoqReceiveStream,
   StoqSendStream,
+  StoqSendStreamStats,
+  StoqWriteBuffer,
 } from "./stream.ts";
 export type { CongestionControl, StoqTransportOptions } from "./options.ts";
 export type { ExecutionProfile } from "./runtime.ts";

@@ -73,6 +73,18 @@ export interface StoqTransportOptions {
    * @default {false}
    */
   sendBuffering?: boolean;
+  /**
+   * Pace sends over the round trip instead of sending each congestion window in a burst.
+   * @default {true}
+   */
+  pacing?: boolean;
+  /**
+   * Received datagrams kept for `readDatagram()` per connection. When the queue is full the
+   * oldest is dropped (counted in `stats().datagramsDropped`), so a peer can never make the
+   * receiver hold more than this many datagrams (each at most one packet).
+   * @default {256}
+   */
+  datagramReceiveQueue?: number;
 }
 
 /** Milliseconds between keep-alives when `maxIdleTimeout` is 0 and none is set. */
@@ -149,6 +161,7 @@ export function encodeSettings(
     pacing: UNSET,
     disconnectTimeoutMs: checkInt(o, "disconnectTimeout", 1, 600_000),
     serverResumption: BigInt(server?.resumption ?? 0),
+    datagramQueue: checkInt(o, "datagramReceiveQueue", 1, 65536),
   };
   // No idle timeout: only keep-alives can then tell that the peer is gone.
   if (values.idleTimeoutMs === 0n) {
@@ -180,7 +193,7 @@ export function encodeSettings(
     }
     values.congestionControl = cc === "bbr" ? 1n : 0n;
   }
-  for (const key of ["datagrams", "sendBuffering"] as const) {
+  for (const key of ["datagrams", "sendBuffering", "pacing"] as const) {
     if (options[key] !== undefined && typeof options[key] !== "boolean") {
       throw new StoqError(
         "INVALID_ARGUMENT",
@@ -192,6 +205,7 @@ export function encodeSettings(
   }
   if (options.datagrams === false) values.datagrams = 0n;
   if (options.sendBuffering === true) values.sendBuffering = 1n;
+  if (options.pacing !== undefined) values.pacing = options.pacing ? 1n : 0n;
   const out = new BigUint64Array(SETTINGS_FIELDS.length);
   SETTINGS_FIELDS.forEach((field, i) => out[i] = values[field]);
   return new Uint8Array(out.buffer);

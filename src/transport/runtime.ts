@@ -10,7 +10,9 @@ import {
   Count,
   type Op,
   openLibrary,
+  Pool,
   Records,
+  RtFlags,
   type StoqSymbols,
 } from "../../ffi/mod.ts";
 import { yieldTask } from "./tick.ts";
@@ -34,11 +36,137 @@ export type ExecutionProfile = "low-latency" | "max-throughput";
 
 const EVENT_BATCH = 1024;
 const SUBMIT_BATCH = 256;
-// After this many back-to-back batches the pump yields a macrotask turn so timers and other
-// I/O on the JS thread are not starved by a busy transfer.
-const BATCHES_PER_YIELD = 16;
+// While traffic flows the pump yields a macrotask turn at least this often (milliseconds), so
+// that timers and other I/O on the JS thread are not starved by a busy transfer.
+const YIELD_MS = 2;
+// Adaptive batching: when the queue runs dry while traffic flows (a batch came within
+// ACTIVE_MS), the pump keeps checking it for up to SPIN_US before it parks in io_uring, so
+// back-to-back indications cost no sleep and wake-up. Each check follows a macrotask turn of a
+// few microseconds, so the readers and writers the last batch woke, timers and other I/O all
+// run meanwhile; an idle endpoint parks at once and costs nothing.
+const ACTIVE_MS = 1;
+const SPIN_US = 50;
 
 type Completion = (status: number) => void;
+
+/** Slabs kept at most by the send pool (64 MiB); writers wait for slots beyond it. */
+export const MAX_POOL_SLABS = 16;
+// A pool whose slots are all free for this long gives its pages back to the kernel.
+const POOL_TRIM_MS = 2000;
+
+/**
+ * The send pool: slots of shim memory that msquic sends from. Writes are copied into a slot
+ * once (or filled in place through `getWriteBuffer()`); a slot is msquic's until its
+ * SEND_COMPLETE and JS's again after. Slabs stay mapped while the runtime lives.
+ */
+export class SendPool {
+  readonly #lib: StoqSymbols;
+  readonly #rt: Deno.PointerObject;
+  readonly #slabs: Uint8Array<ArrayBuffer>[] = [];
+  readonly #bases: number[] = [];
+  #free: number[] = [];
+  #inUse = 0;
+  #waiters: ((slot: number) => void)[] = [];
+  #trim: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(lib: StoqSymbols, rt: Deno.PointerObject) {
+    this.#lib = lib;
+    this.#rt = rt;
+  }
+
+  /**
+   * A free slot, growing the pool when it may; undefined when every slot is in use (or others
+   * already wait for one: slots go to waiters in turn).
+   */
+  take(): number | undefined {
+    if (this.#waiters.length > 0) return undefined;
+    let slot = this.#free.pop();
+    if (slot === undefined && this.#slabs.length < MAX_POOL_SLABS) {
+      slot = this.#grow();
+    }
+    if (slot !== undefined) this.#taken();
+    return slot;
+  }
+
+  /**
+   * Resolves with a slot once one comes back. Waiters are served in order, one slot each, so
+   * many blocked writers cost nothing per returned slot but the one handed over.
+   */
+  waitSlot(): Promise<number> {
+    // Slots come back with SEND_COMPLETE records, which wake JS only when asked.
+    if (this.#waiters.length === 0) this.#lib.stoq_pool_wake(this.#rt);
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  /** Returns a slot (its send completed or never started). */
+  release(slot: number): void {
+    this.#inUse--;
+    const waiter = this.#waiters.shift();
+    if (waiter) {
+      this.#taken();
+      if (this.#waiters.length > 0) this.#lib.stoq_pool_wake(this.#rt);
+      waiter(slot);
+      return;
+    }
+    this.#free.push(slot);
+    if (this.#inUse === 0 && this.#trim === undefined) {
+      this.#trim = setTimeout(() => {
+        this.#trim = undefined;
+        if (this.#inUse > 0) return;
+        for (let i = 0; i < this.#slabs.length; i++) {
+          this.#lib.stoq_pool_trim(this.#rt, i);
+        }
+      }, POOL_TRIM_MS);
+      Deno.unrefTimer(this.#trim);
+    }
+  }
+
+  #taken(): void {
+    this.#inUse++;
+    if (this.#trim !== undefined) {
+      clearTimeout(this.#trim);
+      this.#trim = undefined;
+    }
+  }
+
+  /** The slot's memory (a view over the slab, kept by the pool). */
+  bytes(slot: number): Uint8Array<ArrayBuffer> {
+    const off = (slot % Pool.SLAB_SLOTS) * Pool.SLOT_SIZE;
+    return this.#slabs[Math.floor(slot / Pool.SLAB_SLOTS)].subarray(
+      off,
+      off + Pool.SLOT_SIZE,
+    );
+  }
+
+  /** A fresh ArrayBuffer over the slot, which JS can detach on its own (getWriteBuffer). */
+  lend(slot: number): ArrayBuffer {
+    const address = this.#bases[Math.floor(slot / Pool.SLAB_SLOTS)] +
+      (slot % Pool.SLAB_SLOTS) * Pool.SLOT_SIZE;
+    return Deno.UnsafePointerView.getArrayBuffer(
+      Deno.UnsafePointer.create(BigInt(address))!,
+      Pool.SLOT_SIZE,
+    );
+  }
+
+  /** Slots in use (taken and not yet released). */
+  get inUse(): number {
+    return this.#inUse;
+  }
+
+  #grow(): number | undefined {
+    const first = new Uint32Array(1);
+    const ptr = this.#lib.stoq_pool_grow(this.#rt, first);
+    if (ptr === null) return undefined;
+    const bytes = Pool.SLAB_SLOTS * Pool.SLOT_SIZE;
+    this.#slabs.push(
+      new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(ptr, bytes)),
+    );
+    this.#bases.push(Number(Deno.UnsafePointer.value(ptr)));
+    // Lowest slot last, so it is taken first.
+    for (let i = Pool.SLAB_SLOTS - 1; i > 0; i--) this.#free.push(first[0] + i);
+    return first[0];
+  }
+}
 
 /** Shared per-process runtime; endpoints hold references to it. */
 export class Runtime {
@@ -47,6 +175,8 @@ export class Runtime {
   readonly lib: StoqSymbols;
   readonly rt: Deno.PointerObject;
   readonly profile: ExecutionProfile;
+  /** Send buffers msquic sends from. */
+  readonly pool: SendPool;
   readonly #sinks = new Map<number, EventSink>();
   readonly #events = new Records(EVENT_BATCH);
   readonly #ops = new Records(SUBMIT_BATCH);
@@ -62,6 +192,7 @@ export class Runtime {
   #toClose: bigint[] = [];
   #closeWaiters: (() => void)[] = [];
   #closing: Promise<void> = Promise.resolve();
+  #closeRunning = false;
   #idleWaiters: (() => void)[] = [];
 
   private constructor(
@@ -72,15 +203,28 @@ export class Runtime {
     this.lib = lib;
     this.rt = rt;
     this.profile = profile;
+    this.pool = new SendPool(lib, rt);
   }
 
-  /** The runtime for `profile`, opened on first use. */
-  static acquire(profile: ExecutionProfile, libraryPath?: string): Runtime {
+  /**
+   * The runtime for `profile`, opened on first use. `gso` false asks for UDP send segmentation
+   * off, which only the process's first runtime can decide (the caller checks the outcome with
+   * {@linkcode gso}).
+   */
+  static acquire(
+    profile: ExecutionProfile,
+    libraryPath?: string,
+    gso?: boolean,
+  ): Runtime {
     let runtime = Runtime.#byProfile.get(profile);
     if (!runtime) {
       const lib = openLibrary(libraryPath);
       const status = new Int32Array(1);
-      const rt = lib.stoq_rt_open(profile === "max-throughput" ? 1 : 0, status);
+      const rt = lib.stoq_rt_open(
+        profile === "max-throughput" ? 1 : 0,
+        gso === false && Runtime.#byProfile.size === 0 ? RtFlags.NO_GSO : 0,
+        status,
+      );
       if (rt === null) {
         throw statusError(status[0], "open the msquic registration");
       }
@@ -112,35 +256,44 @@ export class Runtime {
 
   /**
    * Closes a native stream or connection whose SHUTDOWN_COMPLETE was handled, off the JS
-   * thread (msquic's close waits for its worker). Handles close in the order given here, one
-   * batch per turn; the promise resolves once this one is freed.
+   * thread (msquic's close waits for its worker). Handles close in the order given here; while
+   * one batch is closing, the next ones gather into the following batch. The promise resolves
+   * once this one is freed.
    */
   closeHandle(
     kind: typeof CloseKind[keyof typeof CloseKind],
     handle: Deno.PointerObject,
   ): Promise<void> {
-    if (this.#toClose.length === 0) queueMicrotask(() => this.#closeBatch());
     this.#toClose.push(
       BigInt(kind),
       Deno.UnsafePointer.value(handle) as bigint,
     );
-    return new Promise((resolve) => this.#closeWaiters.push(resolve));
+    const freed = new Promise<void>((resolve) =>
+      this.#closeWaiters.push(resolve)
+    );
+    if (!this.#closeRunning) {
+      this.#closeRunning = true;
+      this.#closing = this.#closeLoop();
+    }
+    return freed;
   }
 
-  #closeBatch(): void {
-    const items = new BigUint64Array(this.#toClose);
-    const waiters = this.#closeWaiters;
-    this.#toClose = [];
-    this.#closeWaiters = [];
-    // Batches run one after another, so a connection closes after its streams.
-    this.#closing = this.#closing.then(async () => {
+  async #closeLoop(): Promise<void> {
+    // Handles queued later in this turn join the first batch.
+    await null;
+    while (this.#toClose.length > 0) {
+      const items = new BigUint64Array(this.#toClose);
+      const waiters = this.#closeWaiters;
+      this.#toClose = [];
+      this.#closeWaiters = [];
       await this.lib.stoq_close_batch(
         this.rt,
         new Uint8Array(items.buffer),
         items.length / 2,
       );
       for (const resolve of waiters) resolve();
-    });
+    }
+    this.#closeRunning = false;
   }
 
   #resolveIdle(): void {
@@ -157,6 +310,12 @@ export class Runtime {
   /** Stops routing records for `id`. */
   unregister(id: number): void {
     this.#sinks.delete(id);
+  }
+
+  /** Whether msquic sends with UDP segmentation offload (undefined: not known yet). */
+  get gso(): boolean | undefined {
+    const v = this.lib.stoq_gso(this.rt);
+    return v < 0 ? undefined : v === 1;
   }
 
   /** Live native objects and buffers, by `Count` index. */
@@ -191,11 +350,35 @@ export class Runtime {
   }
 
   /**
+   * Queues an operation whose fields are numbers below 2^53 (no BigInt on the hot path);
+   * `handle` is the native handle's address as a number.
+   */
+  submitNumbers(
+    op: number,
+    handle: number,
+    a: number,
+    b: number,
+    c: number,
+    d: number,
+    done?: Completion,
+  ): void {
+    if (this.#opCount === SUBMIT_BATCH) this.#flushBatch();
+    const i = this.#opCount++;
+    this.#ops.setOpNumbers(i, op, handle, a, b, c, d);
+    this.#opDone[i] = done;
+    this.#opKeep[i] = undefined;
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      queueMicrotask(() => this.flush());
+    }
+  }
+
+  /**
    * Queues a send of `bytes` (copied by the shim when the batch is submitted) with `flags`
    * (`SendFlags` for streams).
    */
   submitBytes(
-    op: typeof Op.STREAM_SEND | typeof Op.DGRAM_SEND,
+    op: typeof Op.STREAM_SEND_COPY | typeof Op.DGRAM_SEND,
     handle: Deno.PointerObject,
     bytes: Uint8Array,
     flags: number,
@@ -255,31 +438,66 @@ export class Runtime {
   async #run(): Promise<void> {
     const { lib, rt } = this;
     const events = this.#events;
-    let batches = 0;
+    let lastBatch = -Infinity;
+    let lastYield = performance.now();
     while (this.#refs > 0) {
       const n = lib.stoq_rt_poll(rt, events.buffer, EVENT_BATCH);
       if (n === 0) {
         this.flush();
-        batches = 0;
-        const r = await lib.stoq_rt_wait(rt, -1);
-        if (r < 0) {
-          throw new StoqError("NATIVE_ERROR", `stoq_rt_wait failed with ${r}`);
+        const active = performance.now() - lastBatch < ACTIVE_MS;
+        if (!(active && await this.#spin())) {
+          const r = await lib.stoq_rt_wait(rt, -1);
+          if (r < 0) {
+            throw new StoqError(
+              "NATIVE_ERROR",
+              `stoq_rt_wait failed with ${r}`,
+            );
+          }
+          lastYield = performance.now();
+          continue;
         }
-        continue;
-      }
-      for (let i = 0; i < n; i++) {
-        const sink = this.#sinks.get(events.field(i, 0));
-        if (sink) sink(events, i);
-      }
-      this.flush();
-      // Let the microtasks this batch queued (stream readers, write continuations) run.
-      if (++batches % BATCHES_PER_YIELD === 0) {
-        await yieldTask();
       } else {
+        this.#dispatch(n);
+        this.flush();
+      }
+      lastBatch = performance.now();
+      if (lastBatch - lastYield > YIELD_MS) {
+        // A busy transfer must not starve timers and other I/O on the JS thread.
+        await yieldTask();
+        lastYield = performance.now();
+      } else {
+        // Let the microtasks this batch queued (stream readers, write continuations) run.
         await null;
       }
     }
     this.#pump = undefined;
     this.#resolveIdle();
+  }
+
+  /**
+   * Hands a batch to its sinks. A separate (synchronous) frame, so that no sink stays referenced
+   * from the pump's suspended frame: that would keep the last connection or stream alive until
+   * the next record arrives.
+   */
+  #dispatch(n: number): void {
+    const events = this.#events;
+    for (let i = 0; i < n; i++) {
+      const sink = this.#sinks.get(events.field(i, 0));
+      if (sink) sink(events, i);
+    }
+  }
+
+  /** Checks the queue for up to the spin budget; true when records arrived. */
+  async #spin(): Promise<boolean> {
+    const { lib, rt } = this;
+    const until = performance.now() + SPIN_US / 1000;
+    do {
+      // A macrotask turn (a few microseconds): the last batch's microtasks, timers and other
+      // I/O run meanwhile, so spinning delays nothing else on the JS thread.
+      await yieldTask();
+      if (lib.stoq_rt_pending(rt) > 0) return true;
+      this.flush();
+    } while (performance.now() < until && this.#refs > 0);
+    return false;
   }
 }

@@ -1,0 +1,143 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import {
+  assertStoqError,
+  nativeCounts,
+  pair,
+  randomBytes,
+  rejection,
+  sha256,
+} from "./_helpers.ts";
+
+async function fileHash(path: string): Promise<string> {
+  const h = createHash("sha256");
+  using file = await Deno.open(path);
+  for await (const chunk of file.readable) h.update(chunk);
+  return h.digest("hex");
+}
+
+async function tempFile(bytes?: Uint8Array): Promise<string> {
+  const path = await Deno.makeTempFile({ prefix: "stoq-file-" });
+  if (bytes) await Deno.writeFile(path, bytes);
+  return path;
+}
+
+Deno.test("sendFile → receiveToFile moves 96 MiB byte-identical, reporting progress on both ends", async () => {
+  await using p = await pair();
+  const src = await tempFile(randomBytes(96 * 1024 * 1024 + 12345));
+  const dst = await tempFile();
+  try {
+    const sentProgress: number[] = [];
+    const receivedProgress: number[] = [];
+    const received = (async () => {
+      const { value: stream } = await p.peer.incomingUnidirectionalStreams
+        .getReader().read();
+      return await stream!.receiveToFile(dst, {
+        onProgress: (n) => receivedProgress.push(n),
+        progressInterval: 8 * 1024 * 1024,
+      });
+    })();
+    const sent = await p.conn.sendFile(src, {
+      onProgress: (n) => sentProgress.push(n),
+    });
+    const got = await received;
+    const size = (await Deno.stat(src)).size;
+    assert.equal(sent.bytes, size);
+    assert.equal(got.bytes, size);
+    assert.equal(await fileHash(dst), await fileHash(src));
+    for (const progress of [sentProgress, receivedProgress]) {
+      assert.ok(progress.length >= 8, `${progress.length} progress reports`);
+      assert.ok(progress.every((n, i) => i === 0 || n > progress[i - 1]));
+      assert.ok(progress.at(-1)! <= size);
+    }
+  } finally {
+    await Deno.remove(src);
+    await Deno.remove(dst);
+  }
+});
+
+Deno.test("receiveToFile also writes what arrived before it was called; an empty file moves as an empty file", async () => {
+  await using p = await pair();
+  const data = randomBytes(3 * 1024 * 1024);
+  const dst = await tempFile();
+  const empty = await tempFile(new Uint8Array(0));
+  const emptyDst = await tempFile(new Uint8Array([1, 2, 3]));
+  try {
+    const incoming = p.peer.incomingUnidirectionalStreams.getReader();
+    const writable = await p.conn.createUnidirectionalStream();
+    const w = writable.getWriter();
+    await w.write(data.subarray(0, 1024 * 1024));
+    const { value: stream } = await incoming.read();
+    // The first megabyte is (at least partly) in msquic's buffers already.
+    const receiving = stream!.receiveToFile(dst);
+    await w.write(data.subarray(1024 * 1024));
+    await w.close();
+    assert.equal((await receiving).bytes, data.byteLength);
+    assert.equal(await fileHash(dst), sha256(data));
+
+    const [sent, got] = await Promise.all([
+      p.conn.sendFile(empty),
+      incoming.read().then(({ value }) => value!.receiveToFile(emptyDst)),
+    ]);
+    assert.equal(sent.bytes, 0);
+    assert.equal(got.bytes, 0);
+    assert.equal((await Deno.stat(emptyDst)).size, 0);
+  } finally {
+    for (const f of [dst, empty, emptyDst]) await Deno.remove(f);
+  }
+});
+
+Deno.test("a file that cannot be opened fails with FILE_ERROR before any stream opens", async () => {
+  await using p = await pair();
+  const before = p.client.nativeCounts().streams;
+  const missing = await rejection(p.conn.sendFile("/nonexistent/stoq-file"));
+  assert.match(assertStoqError(missing, "FILE_ERROR").message, /No such file/);
+  const directory = await rejection(p.conn.sendFile(Deno.cwd()));
+  assertStoqError(directory, "FILE_ERROR");
+  assert.equal(p.client.nativeCounts().streams, before);
+  assertStoqError(await rejection(p.conn.sendFile("")), "INVALID_ARGUMENT");
+});
+
+Deno.test("receiveToFile into a path that cannot be written fails with FILE_ERROR", async () => {
+  await using p = await pair();
+  const writable = await p.conn.createUnidirectionalStream();
+  const w = writable.getWriter();
+  await w.write(new Uint8Array(10));
+  const { value: stream } = await p.peer.incomingUnidirectionalStreams
+    .getReader().read();
+  const err = await rejection(stream!.receiveToFile("/nonexistent/dir/file"));
+  assertStoqError(err, "FILE_ERROR");
+  // The stream is untouched and still readable.
+  await w.close();
+  let n = 0;
+  for await (const chunk of stream!) n += chunk.byteLength;
+  assert.equal(n, 10);
+});
+
+Deno.test("aborting sendFile resets the stream: both ends reject and every native transfer is freed", async () => {
+  const src = await tempFile(randomBytes(64 * 1024 * 1024));
+  const dst = await tempFile();
+  try {
+    {
+      await using p = await pair();
+      const controller = new AbortController();
+      const received = (async () => {
+        const { value: stream } = await p.peer.incomingUnidirectionalStreams
+          .getReader().read();
+        return await stream!.receiveToFile(dst);
+      })();
+      received.catch(() => {}); // asserted below, after the sender's rejection
+      const sending = p.conn.sendFile(src, {
+        signal: controller.signal,
+        progressInterval: 1024 * 1024,
+        onProgress: () => controller.abort(new Error("enough")),
+      });
+      assertStoqError(await rejection(sending), "ABORTED");
+      assertStoqError(await rejection(received), "PEER_RESET");
+    }
+    assert.equal((await nativeCounts()).fileTransfers, 0);
+  } finally {
+    await Deno.remove(src);
+    await Deno.remove(dst);
+  }
+});
