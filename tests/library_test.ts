@@ -33,7 +33,7 @@ function serveCheckout(): Deno.HttpServer<Deno.NetAddr> & { url: string } {
 /** Runs `code` in a fresh Deno with `env`; returns its exit status and output. */
 async function run(code: string, env: Record<string, string>) {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["eval", "--unstable-net", "--allow-import", code],
+    args: ["eval", "--no-lock", "--unstable-net", "--allow-import", code],
     env,
   }).output();
   const text = new TextDecoder().decode(out.stdout) +
