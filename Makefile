@@ -216,8 +216,10 @@ test-asan: native relay $(ASAN_DIR)/lib/libstoq.so $(ASAN_DIR)/canary.so
 	$(ASAN_ENV) $(DENO_RUN) testing/asan_check.ts $(abspath $(ASAN_DIR)/canary.so)
 	$(ASAN_ENV) $(DENO) test -A --unstable-net $(TEST_FLAGS) $(TRANSPORT_TESTS)
 
+# The STOQ node: `make serve ARGS="--config config/node.toml --port 9443"`, or
+# `deno task serve --config config/node.toml --port 9443` (the task builds, then runs the node).
 serve: native
-	$(DENO_RUN) src/node/serve.ts $(ARGS)
+	$(DENO_RUN) src/node/main.ts $(ARGS)
 
 bench: native
 	$(DENO) bench -A --unstable-net
@@ -225,9 +227,9 @@ bench: native
 bench-compare: native $(BUILD)/c_baseline $(BUILD)/dev-certs/cert.pem
 	$(DENO_RUN) bench/compare.ts
 
-# Development certificates, as `serve` makes them on first run (the C baseline needs files).
+# Development certificates for the benchmarks' servers (the C baselines need files).
 $(BUILD)/dev-certs/cert.pem: | $(DENO)
-	$(DENO) eval 'import { loadDevCertificates } from "./src/node/serve.ts"; await loadDevCertificates("$(BUILD)/dev-certs")'
+	$(DENO) eval 'import { loadDevCertificates } from "./src/node/dev_cert.ts"; await loadDevCertificates("$(BUILD)/dev-certs")'
 
 # The C baseline over msquic: its server in the background, its client timed (2 GiB upload).
 $(BUILD)/c_baseline: bench/c_baseline.c $(LIBDIR)/libmsquic.so.2 $(BUILD)/msquic-include
