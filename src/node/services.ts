@@ -151,10 +151,10 @@ export async function serveSink(
         const total = await drain(s.readable, tracker);
         const receipt = new Uint8Array(8);
         new DataView(receipt.buffer).setBigUint64(0, BigInt(total));
+        tracker.bytes(0, receipt.byteLength);
         const w = s.writable.getWriter();
         await w.write(receipt);
         await w.close();
-        tracker.bytes(0, 8);
       });
     },
   );
