@@ -67,6 +67,7 @@ export {
   type StoqTransportOptions,
 } from "./src/transport/mod.ts";
 export {
+  type CertificateSummary,
   type HandshakeFigures,
   Phoenix,
   PHOENIX_ALPN,

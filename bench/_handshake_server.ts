@@ -23,6 +23,7 @@ if (transport === "stoq") {
     cert,
     key,
     maxIdleTimeout: 60_000,
+    zeroRtt: true,
   });
   console.log(listener.addr.port);
   for await (const _conn of listener) {

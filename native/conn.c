@@ -50,6 +50,12 @@ QUIC_STATUS QUIC_API conn_cb(HQUIC h, void* ctx, QUIC_CONNECTION_EVENT* ev) {
       c->alpn_len = ev->CONNECTED.NegotiatedAlpnLength;
       memcpy(c->alpn, ev->CONNECTED.NegotiatedAlpn, c->alpn_len);
       if (!c->dgram_state_seen) conn_report_dgram_state(c);
+      {
+        uint32_t ll = sizeof c->local, rl = sizeof c->remote;
+        if (QUIC_SUCCEEDED(rt->api->GetParam(c->h, QUIC_PARAM_CONN_LOCAL_ADDRESS, &ll, &c->local)) &&
+            QUIC_SUCCEEDED(rt->api->GetParam(c->h, QUIC_PARAM_CONN_REMOTE_ADDRESS, &rl, &c->remote)))
+          atomic_store_explicit(&c->addrs_known, 1, memory_order_release);
+      }
       /* A server's ticket carries the hash of the client certificate it verified, so that a
        * resumed connection knows who the client is (RESUMED hands it back). */
       if (c->cfg->server_resumption)
@@ -57,6 +63,11 @@ QUIC_STATUS QUIC_API conn_cb(HQUIC h, void* ctx, QUIC_CONNECTION_EVENT* ev) {
                                                 c->peer_hashed ? 32 : 0,
                                                 c->peer_hashed ? c->peer_hash : NULL);
       push(rt, STOQ_EV_CONN_CONNECTED, c->id, 0, ev->CONNECTED.SessionResumed, 0, 0);
+      break;
+    case QUIC_CONNECTION_EVENT_LOCAL_ADDRESS_CHANGED:
+    case QUIC_CONNECTION_EVENT_PEER_ADDRESS_CHANGED:
+      /* Migration: the copies are stale, reads go to msquic again. */
+      atomic_store_explicit(&c->addrs_known, 0, memory_order_release);
       break;
     case QUIC_CONNECTION_EVENT_RESUMED: {
       c->resumed = 1;
@@ -279,10 +290,14 @@ int32_t stoq_conn_stats(stoq_conn* c, uint64_t* out, uint32_t n) {
 
 int32_t stoq_conn_address(stoq_conn* c, uint32_t remote, uint8_t* out16, uint32_t* port) {
   QUIC_ADDR a;
-  uint32_t len = sizeof a;
-  QUIC_STATUS s = c->rt->api->GetParam(
-      c->h, remote ? QUIC_PARAM_CONN_REMOTE_ADDRESS : QUIC_PARAM_CONN_LOCAL_ADDRESS, &len, &a);
-  if (QUIC_FAILED(s)) return s;
+  if (atomic_load_explicit(&c->addrs_known, memory_order_acquire)) {
+    a = remote ? c->remote : c->local; /* as of CONNECTED: no round trip to msquic's thread */
+  } else {
+    uint32_t len = sizeof a;
+    QUIC_STATUS s = c->rt->api->GetParam(
+        c->h, remote ? QUIC_PARAM_CONN_REMOTE_ADDRESS : QUIC_PARAM_CONN_LOCAL_ADDRESS, &len, &a);
+    if (QUIC_FAILED(s)) return s;
+  }
   if (a.Ip.sa_family == AF_INET6) {
     memcpy(out16, &a.Ipv6.sin6_addr, 16);
     *port = ntohs(a.Ipv6.sin6_port);

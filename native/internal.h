@@ -88,6 +88,10 @@ struct stoq_conn {
   uint8_t alpn_len;
   uint8_t alpn[255];
   uint8_t dgram_state_seen; /* a DATAGRAM_STATE_CHANGED reached us (only on msquic's thread) */
+  /* Both addresses as of CONNECTED, read there on msquic's thread: a GetParam from JS is a
+   * blocking round trip to that thread. `addrs_known` is stored (release) after they are. */
+  QUIC_ADDR local, remote;
+  _Atomic uint8_t addrs_known;
 };
 
 struct stoq_stream {

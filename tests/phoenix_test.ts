@@ -5,6 +5,8 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { Phoenix, type PhoenixMessage, StoqError } from "../mod.ts";
+import { StoqEndpoint } from "../mod.ts";
+import { userCaIdentity } from "../src/phoenix/identity.ts";
 import { assertStoqError, rejection } from "./_helpers.ts";
 
 /** Apps sharing one per-user CA (a temporary data directory). */
@@ -88,6 +90,50 @@ Deno.test("two apps with automatic certificates exchange messages and a 256 MiB 
   assert.equal(stats.streams.sent, 1);
   assert.ok(stats.bytes.sent >= size);
   assert.equal(beta.stats().bytes.received, stats.bytes.sent);
+});
+
+Deno.test("an app's certificate names it, localhost and ::1, and a TLS client checks ::1 by address", async () => {
+  await using app = await apps("named");
+  assert.deepEqual(app[0].certificate.names, [
+    "named.stoq.local",
+    "localhost",
+    "::1",
+  ]);
+  assert.ok(app[0].certificate.notAfter > new Date());
+  // A plain server with a certificate from the same per-user CA, and a client that trusts only
+  // the CA's root and reaches it by address: the IPv6 subjectAltName is what it checks.
+  const id = await userCaIdentity("plain", app.dataDir);
+  try {
+    assert.equal(id.kind, "trustchain");
+    if (id.kind !== "trustchain") return;
+    const issued = await id.provision();
+    const root = issued.cert.slice(issued.cert.indexOf("-----BEGIN", 10));
+    await using server = new StoqEndpoint({ hostname: "::1", port: 0 });
+    const listener = server.listen({
+      alpnProtocols: ["by-address"],
+      cert: issued.cert,
+      key: issued.key,
+    });
+    await using client = new StoqEndpoint();
+    const options = {
+      hostname: "::1",
+      port: listener.addr.port,
+      alpnProtocols: ["by-address"],
+      caCerts: [root],
+    };
+    const conn = await client.connect(options);
+    assert.equal(conn.remoteAddr.hostname, "::1");
+    conn.close();
+    // A name the certificate does not carry is refused: names are checked at all.
+    assertStoqError(
+      await rejection(
+        client.connect({ ...options, serverName: "other.stoq.local" }),
+      ),
+      "CERTIFICATE_REJECTED",
+    );
+  } finally {
+    await id.close();
+  }
 });
 
 Deno.test("an app whose certificate comes from another CA is refused, both ways", async () => {

@@ -221,6 +221,11 @@ Deno.test("each bad CSR is refused with its code and leaves the CA unchanged", a
         await csrFor(await ecKeys(), [{ type: "dns", value: "stoq.local" }]),
         undefined,
       ],
+      [
+        "NAME_NOT_ALLOWED", // an IPv6 address the CA does not list
+        await csrFor(await ecKeys(), [{ type: "ip", value: "2001:db8::1" }]),
+        undefined,
+      ],
       ["LIFETIME_TOO_LONG", good, 8 * 24 * 3600_000],
     ];
     for (const [code, csr, lifetimeMs] of cases) {

@@ -51,8 +51,21 @@ Deno.test("zlint finds no RFC 5280 problem in the root, leaves and precertificat
   const ca = await CertificateAuthority.open({
     name: "zlint-ca",
     store: new MemoryCaStore(),
+    allowedNames: ["*.stoq.local", "::1"],
   });
   const { csr } = await createKeyAndCsr("from-a-csr.stoq.local");
+  const p256 = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
+  const ipCsr = await x509.Pkcs10CertificateRequestGenerator.create({
+    name: "CN=local.stoq.local",
+    keys: await crypto.subtle.generateKey(p256, true, ["sign", "verify"]),
+    signingAlgorithm: p256,
+    extensions: [
+      new x509.SubjectAlternativeNameExtension([
+        { type: "dns", value: "local.stoq.local" },
+        { type: "ip", value: "0:0:0:0:0:0:0:1" },
+      ]),
+    ],
+  });
   const ed = await crypto.subtle.generateKey({ name: "Ed25519" }, true, [
     "sign",
     "verify",
@@ -73,13 +86,14 @@ Deno.test("zlint finds no RFC 5280 problem in the root, leaves and precertificat
     long: await ca.provision(LONG_NAME),
     csr: await ca.issue(csr),
     ed25519: await ca.issue(edCsr.toString("pem")),
+    ipv6: await ca.issue(ipCsr.toString("pem")),
   };
   const sources = "RFC5280,RFC5480,RFC6962";
   assert.deepEqual(problems(await zlint(ca.rootPem, sources)), [], "root");
   for (const [name, leaf] of Object.entries(leaves)) {
     assert.deepEqual(problems(await zlint(leaf.pem, sources)), [], name);
   }
-  for (const entry of await ca.logEntries(0, 4)) {
+  for (const entry of await ca.logEntries(0, 5)) {
     const pre = parseTileLeaf(entry).preCertificate!;
     assert.deepEqual(
       problems(await zlint(pem(pre, "CERTIFICATE"), sources)),
@@ -92,6 +106,14 @@ Deno.test("zlint finds no RFC 5280 problem in the root, leaves and precertificat
   assert.equal(long.subject, "");
   const san = long.extensions.find((e) => e.type === "2.5.29.17")!;
   assert.equal(san.critical, true);
+  // An IPv6 subjectAltName is an iPAddress entry, in canonical form.
+  const ip = new x509.X509Certificate(leaves.ipv6.pem)
+    .getExtension(x509.SubjectAlternativeNameExtension)!;
+  assert.deepEqual(ip.names.toJSON(), [
+    { type: "dns", value: "local.stoq.local" },
+    { type: "ip", value: "::1" },
+  ]);
+  assert.deepEqual(leaves.ipv6.names, ["local.stoq.local", "::1"]);
   const short = new x509.X509Certificate(leaves.short.pem);
   assert.equal(short.subject, "CN=app.stoq.local");
   assert.equal(

@@ -143,13 +143,39 @@ async function openUserCa(dir: string): Promise<CertificateAuthority> {
     name: USER_CA_NAME,
     store: new SqliteCaStore(`${dir}/ca.db`),
     domain: DOMAIN,
-    allowedNames: [`*.${DOMAIN}`, "localhost"],
+    allowedNames: [`*.${DOMAIN}`, "localhost", "::1"],
   });
 }
 
-/** The names an app's certificate carries: its name under the CA's domain, and localhost. */
+/**
+ * The names an app's certificate carries: its name under the CA's domain, and `localhost` and
+ * `::1` for local use.
+ */
 export function appNames(app: string, domain = DOMAIN): string[] {
-  return [`${app}.${domain}`, "localhost"];
+  return [`${app}.${domain}`, "localhost", "::1"];
+}
+
+/** What a certificate says about its holder. */
+export interface CertificateSummary {
+  /** The PEM chain presented: leaf first. */
+  pem: string;
+  /** The DNS names and IPv6 addresses of the leaf. */
+  names: string[];
+  /** When the leaf expires. */
+  notAfter: Date;
+}
+
+/** The names and expiry of the leaf of a PEM chain. */
+export function summarize(pem: string): CertificateSummary {
+  const leaf = new x509.X509Certificate(pem);
+  const san = leaf.getExtension(x509.SubjectAlternativeNameExtension);
+  return {
+    pem,
+    names: san?.names.items
+      .filter((n) => n.type === "dns" || n.type === "ip")
+      .map((n) => n.value) ?? [],
+    notAfter: leaf.notAfter,
+  };
 }
 
 /** A key and a CSR for `names` (WebCrypto P-256; the key never leaves this process). */
@@ -164,7 +190,10 @@ async function keyAndCsr(
     signingAlgorithm: alg,
     extensions: [
       new x509.SubjectAlternativeNameExtension(
-        names.map((value) => ({ type: "dns" as const, value })),
+        names.map((value) => ({
+          type: value.includes(":") ? "ip" as const : "dns" as const,
+          value,
+        })),
       ),
     ],
   });

@@ -13,6 +13,10 @@ export {
   type StreamSource,
 } from "./phoenix.ts";
 export { PhoenixBuilder } from "./builder.ts";
-export { phoenixDataDir, type RemoteTrustChain } from "./identity.ts";
+export {
+  type CertificateSummary,
+  phoenixDataDir,
+  type RemoteTrustChain,
+} from "./identity.ts";
 export type { HandshakeFigures, PhoenixStats } from "./stats.ts";
 export { PHOENIX_ALPN } from "./framing.ts";

@@ -48,11 +48,13 @@ import {
 } from "./framing.ts";
 import {
   type AppIdentity,
+  type CertificateSummary,
   parseTarget,
   phoenixDataDir,
   remoteIdentity,
   type RemoteTrustChain,
   staticIdentity,
+  summarize,
   userCaIdentity,
 } from "./identity.ts";
 import { PhoenixMeter, phoenixRegistry, type PhoenixStats } from "./stats.ts";
@@ -675,6 +677,23 @@ export class Phoenix implements AsyncDisposable {
     }
   }
 
+  /**
+   * The certificate the app presents now (renewed before it expires): its PEM chain, names and
+   * expiry. With automatic certificates the names are `<app>.stoq.local`, `localhost` and `::1`.
+   *
+   * @example The names an app is reachable by
+   * ```ts
+   * import { Phoenix } from "../../mod.ts";
+   * Deno.env.set("STOQ_HOME", await Deno.makeTempDir());
+   * await using app = await Phoenix.create("named", { listen: false });
+   * console.log(app.certificate.names); // [ "named.stoq.local", "localhost", "::1" ]
+   * ```
+   */
+  get certificate(): CertificateSummary {
+    this.#checkOpen("read the certificate");
+    return summarize(this.#current!.cert);
+  }
+
   /** Where the app accepts connections (port 0 when it does not listen). */
   get addr(): { hostname: string; port: number } {
     const a = this.#listener?.addr ?? this.#endpoint.addr;
@@ -975,7 +994,9 @@ export class Phoenix implements AsyncDisposable {
   /** Serves the streams a peer opens on `conn`. */
   #serve(conn: StoqConnection): void {
     const from = () => {
-      const names = peerIdentity(conn)?.names.filter((n) => n !== "localhost");
+      const names = peerIdentity(conn)?.names.filter((n) =>
+        n !== "localhost" && !n.includes(":")
+      );
       if (names?.length) return names[0];
       const a = conn.remoteAddr;
       return `[${a.hostname}]:${a.port}`;

@@ -17,6 +17,7 @@ import {
 import { StoqError } from "../errors.ts";
 import { formatIPv6 } from "./address.ts";
 import type { Runtime } from "./runtime.ts";
+import { nextTask } from "./tick.ts";
 import { connectionError, statusError } from "./status.ts";
 import {
   type StoqBidirectionalStream,
@@ -270,7 +271,7 @@ export class StoqConnection implements AsyncDisposable {
     if (hooks.zeroRtt) {
       // Started by the first stream operation's batch, or in the next task at the latest.
       this.#startPending = true;
-      setTimeout(() => this.requestStart(), 0);
+      nextTask(() => this.requestStart());
     }
   }
 

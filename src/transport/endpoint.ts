@@ -185,12 +185,24 @@ export interface StoqListenOptions
   zeroRtt?: boolean;
 }
 
-/** A UDP socket that client connections to one server share. */
-interface SharedSocket {
-  /** Its local address and port; undefined until the first connection has started. */
-  local?: { hostname: string; port: number };
+/**
+ * Client connections to one server: the first {@linkcode SHARE_FROM} open at once get a UDP
+ * socket each (as msquic does by default); beyond that they share one, so that thousands of
+ * connections do not need thousands of descriptors. Sharing costs each connect two blocking
+ * round trips to msquic's thread (the share and local-address parameters), which is why a few
+ * connections do not.
+ */
+interface ServerSockets {
+  /** Connections to the server open now. */
+  open: number;
+  /** Those of them on the shared socket. */
   sharers: number;
+  /** The shared socket's address, once its first connection completed its handshake. */
+  local?: { hostname: string; port: number };
 }
+
+/** Connections to one server open at once before new ones share a UDP socket. */
+const SHARE_FROM = 8;
 
 /** The host and port a connection reaches. */
 interface Target {
@@ -324,7 +336,7 @@ export class StoqEndpoint implements AsyncDisposable {
   // Client connections to one server share a UDP socket (msquic's shared binding): its local
   // address per server, and how many live connections hold it (it goes away with the last one,
   // once that is freed).
-  readonly #sockets = new Map<string, SharedSocket>();
+  readonly #sockets = new Map<string, ServerSockets>();
 
   static {
     trackConnection = (endpoint, conn) => endpoint.#track(conn);
@@ -525,7 +537,9 @@ export class StoqEndpoint implements AsyncDisposable {
     const zeroRtt = options.zeroRtt === true && ticket !== undefined;
     const remote = `[${target.literal}]:${target.port}`;
     let socket = this.#sockets.get(remote);
-    if (!socket) this.#sockets.set(remote, socket = { sharers: 0 });
+    if (!socket) this.#sockets.set(remote, socket = { open: 0, sharers: 0 });
+    const share = socket.open >= SHARE_FROM;
+    const local = share ? socket.local : undefined;
     const ptr = lib.stoq_conn_connect(
       this.#runtime.rt,
       lease.ptr,
@@ -534,9 +548,10 @@ export class StoqEndpoint implements AsyncDisposable {
       target.port,
       ticket ?? null,
       ticket?.length ?? 0,
-      ConnectFlags.SHARE_BINDING | (zeroRtt ? ConnectFlags.DEFER_START : 0),
-      socket.local ? cstr(socket.local.hostname) : null,
-      socket.local?.port ?? 0,
+      (share ? ConnectFlags.SHARE_BINDING : 0) |
+        (zeroRtt ? ConnectFlags.DEFER_START : 0),
+      local ? cstr(local.hostname) : null,
+      local?.port ?? 0,
       status,
     );
     if (ptr === null) {
@@ -545,7 +560,8 @@ export class StoqEndpoint implements AsyncDisposable {
         `connect to [${target.literal}]:${target.port}`,
       );
     }
-    socket.sharers++;
+    socket.open++;
+    if (share) socket.sharers++;
     // deno-lint-ignore prefer-const -- the ticket hook reads it once the connection exists
     let conn: StoqConnection;
     conn = StoqConnection.create(
@@ -565,13 +581,20 @@ export class StoqEndpoint implements AsyncDisposable {
           : undefined,
         onClosed: () => {
           this.#configs.release(lease);
-          // Freed, so no longer holding the shared socket: after the last one it is gone.
-          if (--socket.sharers === 0) this.#sockets.delete(remote);
+          // Freed, so no longer holding its socket: after the last sharer the shared one is
+          // gone, and the next sharer starts another.
+          if (share && --socket.sharers === 0) socket.local = undefined;
+          if (--socket.open === 0) this.#sockets.delete(remote);
         },
       },
     );
     this.#track(conn);
-    if (!socket.local && !zeroRtt) socket.local = conn.localAddr;
+    if (share && !socket.local) {
+      // Read once connected, from the shim's copy (no round trip to msquic's thread).
+      conn.handshake.then(() => {
+        if (!socket.local && socket.sharers > 0) socket.local = conn.localAddr;
+      }).catch(() => {/* the next sharer tries */});
+    }
     return conn;
   }
 

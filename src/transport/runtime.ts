@@ -13,6 +13,7 @@ import {
   Records,
   type StoqSymbols,
 } from "../../ffi/mod.ts";
+import { yieldTask } from "./tick.ts";
 import { StoqError } from "../errors.ts";
 import { statusError } from "./status.ts";
 
@@ -273,7 +274,7 @@ export class Runtime {
       this.flush();
       // Let the microtasks this batch queued (stream readers, write continuations) run.
       if (++batches % BATCHES_PER_YIELD === 0) {
-        await new Promise((r) => setTimeout(r, 0));
+        await yieldTask();
       } else {
         await null;
       }

@@ -5,6 +5,8 @@
 // built here parses back to the intended fields and that independent tools accept it.
 
 import { sha1 } from "npm:@noble/hashes@2.4.0/legacy.js";
+import { AsnConvert } from "npm:@peculiar/asn1-schema@2.11.1";
+import { GeneralName } from "npm:@peculiar/asn1-x509@2.11.1";
 import { concatBytes, equalBytes, hexToBytes, utf8ToBytes } from "./_bytes.ts";
 
 /** One TLV with a definite DER length. */
@@ -77,9 +79,20 @@ export function extension(
     : seq(oid(id), octets(value));
 }
 
-/** The subjectAltName extension value for DNS names. */
+/**
+ * The subjectAltName extension value: DNS names, and IPv6 addresses (canonical text, the only
+ * names with ':') as iPAddress entries.
+ */
 export function sanValue(names: string[]): Uint8Array {
-  return seq(...names.map((n) => tlv(0x82, utf8ToBytes(n))));
+  return seq(
+    ...names.map((n) =>
+      n.includes(":")
+        ? new Uint8Array(
+          AsnConvert.serialize(new GeneralName({ iPAddress: n })),
+        )
+        : tlv(0x82, utf8ToBytes(n))
+    ),
+  );
 }
 
 /** ecdsa-with-SHA256. */

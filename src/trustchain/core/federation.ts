@@ -607,9 +607,8 @@ export class Federation {
     return {
       member: member.info.name,
       serial,
-      names:
-        san?.names.items.filter((i) => i.type === "dns").map((i) => i.value) ??
-          [],
+      names: san?.names.items.filter((i) => i.type === "dns" || i.type === "ip")
+        .map((i) => i.value) ?? [],
       notAfter: leaf.notAfter,
     };
   }

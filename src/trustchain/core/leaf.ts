@@ -65,7 +65,7 @@ export function leafSubject(
   names: readonly string[],
 ): { subject: Uint8Array; sanCritical: boolean } {
   const cn = names[0];
-  return cn !== undefined && cn.length <= MAX_COMMON_NAME
+  return cn !== undefined && cn.length <= MAX_COMMON_NAME && !cn.includes(":")
     ? { subject: der.cnName(cn), sanCritical: false }
     : { subject: der.EMPTY_NAME, sanCritical: true };
 }

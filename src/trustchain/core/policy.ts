@@ -55,6 +55,20 @@ export function isIpv4Address(text: string): boolean {
   }
 }
 
+/**
+ * The canonical text of an IPv6 address (RFC 5952, as the WHATWG URL parser writes it), or
+ * undefined when `text` is not one. IP subjectAltNames travel as this text, DNS names never
+ * contain ':'.
+ */
+export function canonicalIpv6(text: string): string | undefined {
+  if (!text.includes(":") || !/^[0-9a-fA-F:.]+$/.test(text)) return undefined;
+  try {
+    return new URL(`http://[${text}]/`).hostname.slice(1, -1);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Whether `name` is a lowercase DNS name: labels of 1–63 characters, 253 in all. */
 function _isDnsName(name: string): boolean {
   return name.length <= 253 && name.split(".").every((l) => DNS_LABEL.test(l));
@@ -94,7 +108,10 @@ export function checkLifetime(name: string, value: number): void {
   }
 }
 
-/** Throws `NAME_NOT_ALLOWED` or `SAN_IPV4` unless every name is a DNS name the policy allows. */
+/**
+ * Throws `NAME_NOT_ALLOWED` or `SAN_IPV4` unless every name is a DNS name the policy allows, or
+ * an IPv6 address the policy lists exactly.
+ */
 export function checkNames(
   names: readonly string[],
   allowed: readonly string[],
@@ -104,6 +121,16 @@ export function checkNames(
       throw new StoqError(
         "SAN_IPV4",
         `The CSR names IPv4 address ${name}: STOQ is IPv6-only, use DNS names`,
+      );
+    }
+    const ip = canonicalIpv6(name);
+    if (ip !== undefined) {
+      if (ip === name && allowed.some((a) => canonicalIpv6(a) === ip)) continue;
+      throw new StoqError(
+        "NAME_NOT_ALLOWED",
+        `The address ${name} is not allowed by this CA: allowed are ${
+          allowed.join(", ")
+        }`,
       );
     }
     if (!_isDnsName(name) || !nameAllowed(name, allowed)) {
@@ -368,10 +395,15 @@ function _requestedNames(
           `The CSR names IPv4 address ${item.iPAddress}: STOQ is IPv6-only, use DNS names`,
         );
       }
-      throw new StoqError(
-        "NAME_NOT_ALLOWED",
-        "The CSR names an IP address: only DNS names are issued",
-      );
+      const ip = canonicalIpv6(item.iPAddress);
+      if (ip === undefined) {
+        throw new StoqError(
+          "NAME_NOT_ALLOWED",
+          "The CSR names an IP address that is not IPv6: only DNS names and IPv6 addresses are issued",
+        );
+      }
+      names.push(ip);
+      continue;
     }
     if (typeof item.dNSName !== "string") {
       throw new StoqError(
