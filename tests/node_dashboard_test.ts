@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import puppeteer from "npm:puppeteer-core@25.16.0";
 import { StoqEndpoint } from "../mod.ts";
-import { connectNode, echo, NodeProcess, payload, tempDir } from "./_node.ts";
+import { connectNode, NodeProcess, payload, tempDir } from "./_node.ts";
 
 const SCREENSHOT = new URL("../build/node-dashboard.png", import.meta.url)
   .pathname;
@@ -50,16 +50,24 @@ Deno.test("serve: the dashboard renders live charts with data points in headless
     args: ["--port", "0", "--metrics-port", "0"],
   });
   const root = await Deno.readTextFile(`${home.path}/node/root.pem`);
-  // One endpoint (UDP socket) per connection: three or more connections moving megabytes over
-  // one shared client socket stall today (a transport issue, reported separately).
-  const clients = [0, 1, 2].map(() => new StoqEndpoint());
+  await using client = new StoqEndpoint();
   const conns = await Promise.all(
-    clients.map((client) => connectNode(client, node.port, root)),
+    [0, 1, 2].map(() => connectNode(client, node.port, root)),
   );
+  // Traffic while the page loads: one echo stream per connection, fed until the check is done.
   let traffic = true;
-  const data = payload(1 << 20);
+  const chunk = payload(256 * 1024);
   const load = Promise.all(conns.map(async (conn) => {
-    while (traffic) await echo(conn, data);
+    const { readable, writable } = await conn.createBidirectionalStream();
+    const draining = new Response(readable).arrayBuffer();
+    const w = writable.getWriter();
+    let sent = 0;
+    while (traffic) {
+      await w.write(chunk);
+      sent += chunk.byteLength;
+    }
+    await w.close();
+    assert.equal((await draining).byteLength, sent);
   }));
 
   const browser = await puppeteer.launch({
@@ -92,15 +100,16 @@ Deno.test("serve: the dashboard renders live charts with data points in headless
     const state = await page.evaluate(`(() => {
       const d = globalThis.stoqDashboard;
       const data = d.data();
-      // Pixels of the "received" line (#2f6fde) on the throughput chart's canvas.
+      // Pixels of the received (#2f6fde) or sent (#d9822b, drawn over it: an echo sends what
+      // it receives) line on the throughput chart's canvas.
       const canvas = document.querySelector("#chart-throughput canvas");
       const px = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+      const near = (i, r, g, b) =>
+        Math.abs(px[i] - r) < 40 && Math.abs(px[i + 1] - g) < 40 &&
+        Math.abs(px[i + 2] - b) < 40 && px[i + 3] > 200;
       let linePixels = 0;
       for (let i = 0; i < px.length; i += 4) {
-        if (
-          Math.abs(px[i] - 0x2f) < 40 && Math.abs(px[i + 1] - 0x6f) < 40 &&
-          Math.abs(px[i + 2] - 0xde) < 40 && px[i + 3] > 200
-        ) linePixels++;
+        if (near(i, 0x2f, 0x6f, 0xde) || near(i, 0xd9, 0x82, 0x2b)) linePixels++;
       }
       return {
         charts: document.querySelectorAll(".uplot").length,
@@ -129,6 +138,6 @@ Deno.test("serve: the dashboard renders live charts with data points in headless
     await browser.close();
     traffic = false;
     await load;
-    await Promise.all(clients.map((c) => c.close()));
+    for (const c of conns) c.close();
   }
 });

@@ -34,7 +34,7 @@ function render(body) {
   if (!charts.throughput) {
     charts.throughput = chart("chart-throughput", "Throughput", [
       { label: "received", stroke: "#2f6fde", width: 2 },
-      { label: "sent", stroke: "#d9822b", width: 2 },
+      { label: "sent", stroke: "#d9822b", width: 2, dash: [8, 6] },
     ], "Mbit/s");
     charts.connections = chart("chart-connections", "Connections open", [
       { label: "open", stroke: "#1f9d55", width: 2, fill: "rgba(31,157,85,0.1)" },
