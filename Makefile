@@ -14,7 +14,7 @@ CFLAGS := -O2 -g -fPIC -std=c11 -Wall -Wextra -Werror -fvisibility=default
 DENO_RUN := $(DENO) run -A --unstable-net
 TEST_FLAGS ?=
 
-.PHONY: all deps native go-tools pg-start pg-stop relay test test-asan serve bench bench-compare bench-loss bench-provision bench-baseline bench-handshake bench-connections bench-pool bench-phoenix check clean
+.PHONY: all deps native go-tools pg-start pg-stop relay test test-asan serve bench bench-compare bench-loss bench-provision bench-baseline bench-handshake bench-connections bench-pool bench-phoenix bench-node config-reference dashboard-screenshot check clean
 
 all: native
 
@@ -166,6 +166,16 @@ pg-stop:
 	if [ -f $$dir/socket-dir ]; then rm -rf "$$(cat $$dir/socket-dir)"; fi; \
 	rm -rf $$dir
 
+# ---- Chromium for the node's dashboard test (headless, driven by puppeteer-core) -------------
+$(BUILD)/.apt-chromium:
+	@mkdir -p $(BUILD)
+	@if ! command -v chromium >/dev/null; then \
+	  echo "installing Debian package: chromium"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	fi
+	@touch $@
+
 # The lossy-network relay the loss tests and `bench-loss` put between client and server.
 $(BUILD)/lossy_relay: testing/lossy_relay.c | $(BUILD)/.apt
 	$(CC) -O2 -g -std=c11 -Wall -Wextra -Werror -o $@ $<
@@ -205,7 +215,7 @@ $(ASAN_DIR)/canary.so: testing/asan_canary.c $(BUILD)/.apt-asan
 
 # ---- jobs -----------------------------------------------------------------------------------
 # The TrustChain store tests run against the throw-away PostgreSQL cluster (STOQ_TEST_POSTGRES).
-test: native go-tools relay pg-start
+test: native go-tools relay $(BUILD)/.apt-chromium pg-start
 	@status=0; STOQ_TEST_POSTGRES=$$(cat $(PG_DIR)/url) \
 	  $(DENO) test -A --unstable-net --doc $(TEST_FLAGS) || status=$$?; \
 	$(MAKE) -s pg-stop; exit $$status
@@ -268,6 +278,19 @@ bench-pool: native
 
 bench-phoenix: native
 	$(DENO_RUN) bench/phoenix.ts
+
+# 10,000 clients from this process against a node in another (`deno task bench:node`).
+bench-node: native
+	$(DENO_RUN) bench/node.ts
+
+# The README's node configuration reference, rendered from the schema (src/node/config/).
+config-reference: $(DENO)
+	$(DENO) run --allow-read=README.md --allow-write=README.md tools/config_reference.ts
+	$(DENO) fmt --quiet README.md
+
+# docs/dashboard.png: a node under a minute of varying load, in headless Chromium.
+dashboard-screenshot: native $(BUILD)/.apt-chromium
+	$(DENO_RUN) tools/dashboard_screenshot.ts docs/dashboard.png
 
 check: deps
 	$(DENO) fmt --check
