@@ -8,7 +8,11 @@
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { type StoqConnection, StoqEndpoint } from "../mod.ts";
+import {
+  type StoqConnection,
+  type StoqConnectOptions,
+  StoqEndpoint,
+} from "../mod.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const MAIN = new URL("../src/node/main.ts", import.meta.url).pathname;
@@ -174,6 +178,7 @@ export async function connectNode(
   port: number,
   root: string,
   alpn = "stoq-echo",
+  options: Partial<StoqConnectOptions> = {},
 ): Promise<StoqConnection> {
   return await endpoint.connect({
     hostname: "::1",
@@ -181,6 +186,7 @@ export async function connectNode(
     alpnProtocols: [alpn],
     caCerts: [root],
     serverName: "localhost",
+    ...options,
   });
 }
 
