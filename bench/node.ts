@@ -30,6 +30,28 @@ function quantile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))];
 }
 
+/** One echo on a new stream of `conn`, checked by SHA-256; resolves with its milliseconds. */
+async function oneEcho(conn: StoqConnection, i: number): Promise<number> {
+  const data = new TextEncoder().encode(`connection ${i} `.repeat(8));
+  const t = performance.now();
+  const { readable, writable } = await conn.createBidirectionalStream();
+  const w = writable.getWriter();
+  await w.write(data);
+  await w.close();
+  const hash = createHash("sha256");
+  let bytes = 0;
+  for await (const chunk of readable) {
+    hash.update(chunk);
+    bytes += chunk.byteLength;
+  }
+  const ms = performance.now() - t;
+  const want = createHash("sha256").update(data).digest("hex");
+  if (bytes !== data.byteLength || hash.digest("hex") !== want) {
+    throw new Error(`connection ${i}: the echo does not match what was sent`);
+  }
+  return ms;
+}
+
 const dir = await Deno.makeTempDir({ prefix: "stoq-bench-node-" });
 const config = `${dir}/node.toml`;
 await Deno.writeTextFile(
@@ -101,27 +123,6 @@ try {
     serverName: "localhost",
     maxIdleTimeout: 600_000,
   };
-
-  async function oneEcho(conn: StoqConnection, i: number): Promise<number> {
-    const data = new TextEncoder().encode(`connection ${i} `.repeat(8));
-    const t = performance.now();
-    const { readable, writable } = await conn.createBidirectionalStream();
-    const w = writable.getWriter();
-    await w.write(data);
-    await w.close();
-    const hash = createHash("sha256");
-    let bytes = 0;
-    for await (const chunk of readable) {
-      hash.update(chunk);
-      bytes += chunk.byteLength;
-    }
-    const ms = performance.now() - t;
-    const want = createHash("sha256").update(data).digest("hex");
-    if (bytes !== data.byteLength || hash.digest("hex") !== want) {
-      throw new Error(`connection ${i}: the echo does not match what was sent`);
-    }
-    return ms;
-  }
 
   // Warm-up (JIT on both sides, configuration), then the node's baseline memory.
   {

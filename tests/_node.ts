@@ -8,9 +8,9 @@
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import {
-  type StoqConnection,
-  type StoqConnectOptions,
+import type {
+  StoqConnection,
+  StoqConnectOptions,
   StoqEndpoint,
 } from "../mod.ts";
 
@@ -38,7 +38,10 @@ export class NodeProcess implements AsyncDisposable {
   readonly events: LogEvent[] = [];
   readonly lines: string[] = [];
   stderr = "";
-  #waiters: { match: (e: LogEvent) => boolean; resolve: (e: LogEvent) => void }[] = [];
+  #waiters: {
+    match: (e: LogEvent) => boolean;
+    resolve: (e: LogEvent) => void;
+  }[] = [];
   #reading: Promise<void>;
   #started: LogEvent | undefined;
 

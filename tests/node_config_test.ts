@@ -61,6 +61,12 @@ Deno.test("node config: the seed's keys are read, high_performance means BBR and
   assert.equal(t.connectionReceiveWindow, 64 << 20);
 });
 
+Deno.test("node config: config/node.toml is a valid configuration of the defaults", async () => {
+  const file = new URL("../config/node.toml", import.meta.url).pathname;
+  const { config } = parseNodeConfig(await Deno.readTextFile(file), file);
+  assert.deepEqual(config, parseNodeConfig(undefined).config);
+});
+
 Deno.test("node config: bad files name the file, line, key, value and what is allowed", () => {
   assert.match(
     configError(`[network]\nlisten_addr = "[::]:8443"\nmax_conections = 5\n`),
@@ -235,7 +241,13 @@ Deno.test("serve: each bad config exits 1 with one line naming the key, and no s
   const flag = await runNode(["--conifg", file], dir.path);
   assert.equal(flag.code, 1);
   assert.match(flag.stderr, /^stoq node: CONFIG_INVALID: .*--conifg.*usage: /);
-  const missing = await runNode(["--config", `${dir.path}/nope.toml`], dir.path);
+  const missing = await runNode(
+    ["--config", `${dir.path}/nope.toml`],
+    dir.path,
+  );
   assert.equal(missing.code, 1);
-  assert.match(missing.stderr, /nope\.toml: cannot read the configuration file/);
+  assert.match(
+    missing.stderr,
+    /nope\.toml: cannot read the configuration file/,
+  );
 });

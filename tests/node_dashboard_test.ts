@@ -128,7 +128,10 @@ Deno.test("serve: the dashboard renders live charts with data points in headless
     assert.ok(state.maxThroughput > 0, JSON.stringify(state));
     assert.equal(state.maxConnections, 3);
     assert.ok(state.linePixels > 20, JSON.stringify(state));
-    assert.match(state.status, /CA stoq-node · up \d+ s · max_connections 10000/);
+    assert.match(
+      state.status,
+      /CA stoq-node · up \d+ s · max_connections 10000/,
+    );
     await Deno.mkdir(new URL("../build/", import.meta.url), {
       recursive: true,
     });

@@ -5,11 +5,7 @@
  */
 import assert from "node:assert/strict";
 import parsePrometheus from "npm:parse-prometheus-text-format@1.1.1";
-import {
-  StoqEndpoint,
-  type StoqError,
-  TrustChainClient,
-} from "../mod.ts";
+import { StoqEndpoint, type StoqError, TrustChainClient } from "../mod.ts";
 import {
   connectNode,
   echo,
@@ -100,13 +96,19 @@ Deno.test("serve: `deno task serve` with no config answers an echo from a client
   });
   await conn.sendDatagram(new TextEncoder().encode("ping"));
   assert.equal(new TextDecoder().decode(await conn.readDatagram()), "ping");
-  const open = await node.waitFor("connection.open", (e) => e.alpn === "stoq-echo");
+  const open = await node.waitFor(
+    "connection.open",
+    (e) => e.alpn === "stoq-echo",
+  );
   assert.equal(typeof open.conn, "number");
   assert.match(open.peer as string, /^\[::1\]:\d+$/);
   assert.match(open.time as string, /^\d{4}-\d\d-\d\dT/);
   assert.equal(open.level, "info");
   conn.close({ closeCode: 7, reason: "done" });
-  const closed = await node.waitFor("connection.close", (e) => e.conn === open.conn);
+  const closed = await node.waitFor(
+    "connection.close",
+    (e) => e.conn === open.conn,
+  );
   assert.equal(closed.peer, open.peer);
   assert.equal(closed.close_code, 7);
   assert.match(closed.reason as string, /closed by the peer with code 7/);
@@ -159,7 +161,12 @@ Deno.test("serve: a reload changes max_connections without dropping a live conne
   // Lowered to 1 through the file watcher: new connections are refused with BUSY (0x10).
   let mark = node.events.length;
   await writeConfig(file, config(1));
-  const reloaded = await node.waitFor("config.reloaded", undefined, 30_000, mark);
+  const reloaded = await node.waitFor(
+    "config.reloaded",
+    undefined,
+    30_000,
+    mark,
+  );
   assert.deepEqual(reloaded.applied, ["network.max_connections"]);
   const refused = await connectNode(client, node.port, root);
   assert.deepEqual(await refused.closed, { closeCode: 0x10, reason: "" });
@@ -169,9 +176,17 @@ Deno.test("serve: a reload changes max_connections without dropping a live conne
   // A broken file: logged, nothing changes, the node keeps serving.
   mark = node.events.length;
   await writeConfig(file, config(5, "max_conections = 5"));
-  const failed = await node.waitFor("config.reload_failed", undefined, 30_000, mark);
+  const failed = await node.waitFor(
+    "config.reload_failed",
+    undefined,
+    30_000,
+    mark,
+  );
   assert.equal(failed.code, "CONFIG_INVALID");
-  assert.match(failed.message as string, /node\.toml:4: unknown key 'max_conections'/);
+  assert.match(
+    failed.message as string,
+    /node\.toml:4: unknown key 'max_conections'/,
+  );
   const stillRefused = await connectNode(client, node.port, root);
   assert.equal((await stillRefused.closed).closeCode, 0x10);
   await roundTrip(2);
@@ -183,8 +198,12 @@ Deno.test("serve: a reload changes max_connections without dropping a live conne
   );
   mark = node.events.length;
   node.kill("SIGHUP");
-  const raised = await node.waitFor("config.reloaded", (e) =>
-    (e.applied as string[]).includes("network.max_connections"), 30_000, mark);
+  const raised = await node.waitFor(
+    "config.reloaded",
+    (e) => (e.applied as string[]).includes("network.max_connections"),
+    30_000,
+    mark,
+  );
   assert.deepEqual(raised.restart_required, ["network.listen_addr"]);
   const third = await connectNode(client, node.port, root);
   const data = payload(200_000, 9);
@@ -202,13 +221,21 @@ Deno.test("serve: a reload changes max_connections without dropping a live conne
   };
   assert.equal(sha256(all(got)), sha256(all(sent)));
   assert.equal(live.remoteAddr.port, node.port);
-  assert.equal((await scrape(node)).get("stoq_node_connections_open")!.metrics[0].value, "3");
+  assert.equal(
+    (await scrape(node)).get("stoq_node_connections_open")!.metrics[0].value,
+    "3",
+  );
   const metrics = await scrape(node);
   assert.equal(
-    value(metrics, "stoq_node_connections_refused_total", { reason: "max_connections" }),
+    value(metrics, "stoq_node_connections_refused_total", {
+      reason: "max_connections",
+    }),
     2,
   );
-  assert.equal(value(metrics, "stoq_node_config_reloads_total", { result: "error" }), 1);
+  assert.equal(
+    value(metrics, "stoq_node_config_reloads_total", { result: "error" }),
+    1,
+  );
   for (const c of [live, second, third]) c.close();
 });
 
@@ -237,10 +264,17 @@ Deno.test("serve: /metrics parses as Prometheus text and its counters move with 
       "process_resident_memory_bytes",
     ]
   ) assert.ok(before.has(name), name);
-  assert.equal(before.get("stoq_node_handshake_duration_seconds")!.type, "HISTOGRAM");
-  const expiry = value(before, "stoq_node_certificate_expiry_timestamp_seconds", {
-    certificate: "node",
-  });
+  assert.equal(
+    before.get("stoq_node_handshake_duration_seconds")!.type,
+    "HISTOGRAM",
+  );
+  const expiry = value(
+    before,
+    "stoq_node_certificate_expiry_timestamp_seconds",
+    {
+      certificate: "node",
+    },
+  );
   assert.ok(expiry > Date.now() / 1000 + 3600, String(expiry));
   assert.ok(value(before, "stoq_node_trustchain_log_entries") >= 1);
 
@@ -258,19 +292,34 @@ Deno.test("serve: /metrics parses as Prometheus text and its counters move with 
   await w.write(data);
   await w.close();
   const receipt = new Uint8Array(await new Response(readable).arrayBuffer());
-  assert.equal(new DataView(receipt.buffer).getBigUint64(0), BigInt(data.length));
+  assert.equal(
+    new DataView(receipt.buffer).getBigUint64(0),
+    BigInt(data.length),
+  );
 
   const after = await scrape(node);
   const moved = (name: string, labels?: Record<string, string>) =>
     value(after, name, labels) - value(before, name, labels);
-  assert.equal(moved("stoq_node_connections_total", { service: "stoq-echo" }), 3);
-  assert.equal(moved("stoq_node_connections_total", { service: "stoq-sink" }), 1);
+  assert.equal(
+    moved("stoq_node_connections_total", { service: "stoq-echo" }),
+    3,
+  );
+  assert.equal(
+    moved("stoq_node_connections_total", { service: "stoq-sink" }),
+    1,
+  );
   assert.equal(value(after, "stoq_node_connections_open"), 4);
   assert.equal(moved("stoq_node_handshakes_total"), 4);
   assert.equal(moved("stoq_node_handshake_duration_seconds"), 4);
   assert.equal(moved("stoq_node_streams_total", { service: "stoq-echo" }), 3);
-  assert.equal(moved("stoq_node_bytes_total", { direction: "received" }), 4 * data.length);
-  assert.equal(moved("stoq_node_bytes_total", { direction: "sent" }), 3 * data.length + 8);
+  assert.equal(
+    moved("stoq_node_bytes_total", { direction: "received" }),
+    4 * data.length,
+  );
+  assert.equal(
+    moved("stoq_node_bytes_total", { direction: "sent" }),
+    3 * data.length + 8,
+  );
   for (const c of [...conns, sink]) c.close();
 });
 
@@ -333,7 +382,10 @@ Deno.test("serve: SIGTERM lets an in-flight 64 MiB transfer complete, refuses ne
       node.kill("SIGTERM");
     }
   });
-  assert.deepEqual(await transfer, { sha256: sha256(data), bytes: data.length });
+  assert.deepEqual(await transfer, {
+    sha256: sha256(data),
+    bytes: data.length,
+  });
   assert.ok(signalled);
   const draining = await node.waitFor("node.draining");
   assert.equal(draining.reason, "SIGTERM");

@@ -70,7 +70,9 @@ const waves = Promise.all([0, 1, 2, 3].map(async () => {
       const w = writable.getWriter();
       while (elapsed() < SECONDS) {
         const level = (1 + Math.sin((elapsed() / 20) * 2 * Math.PI)) / 2;
-        for (let i = 0; i < 1 + Math.round(level * 24); i++) await w.write(chunk);
+        for (let i = 0; i < 1 + Math.round(level * 24); i++) {
+          await w.write(chunk);
+        }
         await new Promise((r) => setTimeout(r, 10));
       }
       await w.close();

@@ -136,7 +136,13 @@ export class NodeMetrics {
         this.set(gauges.streams());
       },
     });
-    const self = this;
+    // The collectors' `this` is their metric: these read the node's figures.
+    const bytes = () => ({
+      received: this.bytesReceived,
+      sent: this.bytesSent,
+    });
+    const latest = () => this.#history.at(-1);
+    const handshakes = () => this.handshakes;
     new Counter({
       name: "stoq_node_bytes_total",
       help: "Payload bytes the services received and sent",
@@ -144,8 +150,9 @@ export class NodeMetrics {
       registers: r,
       collect() {
         this.reset();
-        this.inc({ direction: "received" }, self.bytesReceived);
-        this.inc({ direction: "sent" }, self.bytesSent);
+        const b = bytes();
+        this.inc({ direction: "received" }, b.received);
+        this.inc({ direction: "sent" }, b.sent);
       },
     });
     new Gauge({
@@ -154,7 +161,7 @@ export class NodeMetrics {
       labelNames: ["direction"],
       registers: r,
       collect() {
-        const s = self.#history.at(-1);
+        const s = latest();
         this.set({ direction: "received" }, s?.receivedBps ?? 0);
         this.set({ direction: "sent" }, s?.sentBps ?? 0);
       },
@@ -165,7 +172,7 @@ export class NodeMetrics {
       registers: r,
       collect() {
         this.reset();
-        this.inc(self.handshakes);
+        this.inc(handshakes());
       },
     });
     this.#handshakeSeconds = new Histogram({
@@ -176,7 +183,8 @@ export class NodeMetrics {
     });
     this.#errors = new Counter({
       name: "stoq_node_errors_total",
-      help: "Errors by StoqError code (connections, streams, reloads, renewals)",
+      help:
+        "Errors by StoqError code (connections, streams, reloads, renewals)",
       labelNames: ["code"],
       registers: r,
     });

@@ -15,7 +15,10 @@
 
 import { StoqError } from "../errors.ts";
 import type { Registry } from "npm:prom-client@15.1.3";
-import { type CertificateAuthority, staticCtHandler } from "../trustchain/mod.ts";
+import {
+  type CertificateAuthority,
+  staticCtHandler,
+} from "../trustchain/mod.ts";
 import type { Series } from "./metrics.ts";
 
 /** The uPlot build the dashboard uses, from npm. */
@@ -45,7 +48,8 @@ async function loadAssets(): Promise<Map<string, [string, string]>> {
     if (!response.ok) throw new Error(`${url}: ${response.status}`);
     return await response.text();
   };
-  const here = (name: string) => new URL(`./dashboard/${name}`, import.meta.url);
+  const here = (name: string) =>
+    new URL(`./dashboard/${name}`, import.meta.url);
   const uplot = (path: string) => import.meta.resolve(`${UPLOT}/dist/${path}`);
   return new Map<string, [string, string]>([
     ["/", ["text/html; charset=utf-8", await read(here("index.html"))]],
@@ -55,7 +59,10 @@ async function loadAssets(): Promise<Map<string, [string, string]>> {
     ],
     [
       "/assets/uPlot.iife.min.js",
-      ["text/javascript; charset=utf-8", await read(uplot("uPlot.iife.min.js"))],
+      [
+        "text/javascript; charset=utf-8",
+        await read(uplot("uPlot.iife.min.js")),
+      ],
     ],
     [
       "/assets/uPlot.min.css",

@@ -156,7 +156,6 @@ export class StoqNode implements AsyncDisposable {
     });
   }
 
-
   /**
    * Starts a node: opens (or creates) its CA, writes `root.pem`, `member.json` and the bundle to
    * the data directory, provisions its certificate, listens, and starts the HTTP monitor.
@@ -327,7 +326,9 @@ export class StoqNode implements AsyncDisposable {
     }
     const me = ca.member;
     if (
-      !signed.bundle.members.some((m) => m.name === me.name && m.root === me.root)
+      !signed.bundle.members.some((m) =>
+        m.name === me.name && m.root === me.root
+      )
     ) {
       throw bad(`which does not list this node's CA ${me.name}`);
     }
@@ -362,19 +363,22 @@ export class StoqNode implements AsyncDisposable {
       1000;
     await this.#startRotation();
     if (config.metrics.enabled) {
-      this.#monitor = await startMonitor(splitAddr(config.metrics.listen_addr), {
-        registry: this.#metrics.registry,
-        series: () => this.#metrics.series(),
-        status: () => ({
-          listen: `[${this.addr.hostname}]:${this.addr.port}`,
-          ca: this.#ca.name,
-          uptimeSeconds: (performance.now() - this.#started) / 1000,
-          maxConnections: this.config.network.max_connections,
-          draining: this.#draining,
-        }),
-        draining: () => this.#draining,
-        ca: this.#ca,
-      });
+      this.#monitor = await startMonitor(
+        splitAddr(config.metrics.listen_addr),
+        {
+          registry: this.#metrics.registry,
+          series: () => this.#metrics.series(),
+          status: () => ({
+            listen: `[${this.addr.hostname}]:${this.addr.port}`,
+            ca: this.#ca.name,
+            uptimeSeconds: (performance.now() - this.#started) / 1000,
+            maxConnections: this.config.network.max_connections,
+            draining: this.#draining,
+          }),
+          draining: () => this.#draining,
+          ca: this.#ca,
+        },
+      );
     }
     this.#metrics.start();
     this.#accepting = this.#acceptLoop();
@@ -498,7 +502,10 @@ export class StoqNode implements AsyncDisposable {
         reason: `max_connections (${max}) reached`,
         close_code: NODE_CLOSE_CODES.BUSY,
       });
-      conn.close({ closeCode: NODE_CLOSE_CODES.BUSY, reason: "max_connections" });
+      conn.close({
+        closeCode: NODE_CLOSE_CODES.BUSY,
+        reason: "max_connections",
+      });
       return;
     }
     let handshakeMs = 0;
@@ -645,7 +652,11 @@ export class StoqNode implements AsyncDisposable {
     }
     const effective: LoadedConfig = { ...loaded, config: next };
     // Everything that can fail is read before anything changes.
-    const bundle = await StoqNode.#loadBundle(effective, this.#ca, this.#dataDir);
+    const bundle = await StoqNode.#loadBundle(
+      effective,
+      this.#ca,
+      this.#dataDir,
+    );
     const tokens = await StoqNode.#loadTokens(effective);
     const transportChanged = changes.live.some((k) =>
       k.startsWith("network.") && k !== "network.max_connections"

@@ -8,13 +8,13 @@
 
 import { StoqError } from "../../errors.ts";
 import {
-  type ConfigSchema,
   configLine,
+  type ConfigSchema,
   parseConfig,
 } from "../../phoenix/config.ts";
 import { phoenixDataDir } from "../../phoenix/identity.ts";
 import type { StoqTransportOptions } from "../../transport/mod.ts";
-import { type NodeConfig, NODE_SECTIONS } from "./schema.ts";
+import { NODE_SECTIONS, type NodeConfig } from "./schema.ts";
 
 /** Command-line settings that win over the file (and survive reloads). */
 export interface NodeOverrides {
@@ -150,7 +150,9 @@ export async function loadNodeConfig(
   path: string | undefined,
   overrides: NodeOverrides = {},
 ): Promise<LoadedConfig> {
-  if (path === undefined) return parseNodeConfig(undefined, undefined, overrides);
+  if (path === undefined) {
+    return parseNodeConfig(undefined, undefined, overrides);
+  }
   let text: string;
   try {
     text = await Deno.readTextFile(path);

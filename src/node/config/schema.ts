@@ -40,20 +40,20 @@ const NETWORK: ConfigSchema = {
     quic_config: { ...net.quic_config, reload: "restart" },
     congestion_control: {
       ...net.congestion_control,
-      defaultText: '"bbr" with high_performance, else "cubic"',
+      defaultText: '`"bbr"` with high_performance, else `"cubic"`',
       reload: "live",
     },
     idle_timeout_ms: { ...net.idle_timeout_ms, reload: "live" },
     stream_receive_window: {
       ...net.stream_receive_window,
       default: undefined,
-      defaultText: "8388608 with high_performance, else 1048576",
+      defaultText: "`8388608` with high_performance, else `1048576`",
       reload: "live",
     },
     connection_receive_window: {
       ...net.connection_receive_window,
       default: undefined,
-      defaultText: "67108864 with high_performance, else 16777216",
+      defaultText: "`67108864` with high_performance, else `16777216`",
       reload: "live",
     },
     max_bidirectional_streams: {
@@ -97,7 +97,8 @@ const TRUSTCHAIN: ConfigSchema = {
       type: "string",
       description:
         "The domain names are issued under (an app `my-app` gets `my-app.<domain>`); the node's certificate names `node.<domain>`, `trustchain.<domain>` and `localhost`.",
-      pattern: "^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$",
+      pattern:
+        "^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$",
       allowed: "a lowercase DNS name with at least two labels",
       default: "stoq.local",
       reload: "restart",
@@ -107,7 +108,7 @@ const TRUSTCHAIN: ConfigSchema = {
       description:
         "Where the CA lives: `sqlite:path`, a bare path, `postgres://…` (several nodes sharing one CA) or `memory:` (lost at exit).",
       minLength: 1,
-      defaultText: "sqlite:<data_dir>/ca.db",
+      defaultText: "`sqlite:<data_dir>/ca.db`",
       reload: "restart",
     },
     key_file: {
@@ -232,7 +233,8 @@ const NODE: ConfigSchema = {
       description:
         "Where the node keeps its CA (by default), `root.pem`, `bundle.json` and `member.json`; created on first start.",
       minLength: 1,
-      defaultText: "$STOQ_HOME/node, else $XDG_DATA_HOME/stoq/node, else ~/.local/share/stoq/node",
+      defaultText:
+        "`$STOQ_HOME/node`, else `$XDG_DATA_HOME/stoq/node`, else `~/.local/share/stoq/node`",
       reload: "restart",
     },
     shutdown_deadline_ms: {

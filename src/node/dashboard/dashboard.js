@@ -37,21 +37,35 @@ function render(body) {
       { label: "sent", stroke: "#d9822b", width: 2, dash: [8, 6] },
     ], "Mbit/s");
     charts.connections = chart("chart-connections", "Connections open", [
-      { label: "open", stroke: "#1f9d55", width: 2, fill: "rgba(31,157,85,0.1)" },
+      {
+        label: "open",
+        stroke: "#1f9d55",
+        width: 2,
+        fill: "rgba(31,157,85,0.1)",
+      },
     ], "connections");
     charts.handshakes = chart("chart-handshakes", "Handshakes per second", [
       { label: "handshakes/s", stroke: "#8e44ad", width: 2 },
     ], "per second");
   }
-  charts.throughput.setData([s.t, s.receivedBps.map(mbit), s.sentBps.map(mbit)]);
+  charts.throughput.setData([
+    s.t,
+    s.receivedBps.map(mbit),
+    s.sentBps.map(mbit),
+  ]);
   charts.connections.setData([s.t, s.connections]);
   charts.handshakes.setData([s.t, s.handshakesPerSecond]);
   const last = s.t.length - 1;
   if (last >= 0) {
     const total = mbit(s.receivedBps[last] + s.sentBps[last]);
-    document.getElementById("throughput").textContent = `${total.toFixed(1)} Mbit/s`;
-    document.getElementById("connections").textContent = String(s.connections[last]);
-    document.getElementById("handshakes").textContent = s.handshakesPerSecond[last].toFixed(1);
+    document.getElementById("throughput").textContent = `${
+      total.toFixed(1)
+    } Mbit/s`;
+    document.getElementById("connections").textContent = String(
+      s.connections[last],
+    );
+    document.getElementById("handshakes").textContent = s
+      .handshakesPerSecond[last].toFixed(1);
   }
   const n = body.node;
   document.getElementById("status").textContent =
@@ -72,10 +86,13 @@ globalThis.stoqDashboard = {
   /** How many samples each chart plots. */
   points: () => charts.throughput ? charts.throughput.data[0].length : 0,
   /** The charts' data, as uPlot holds it. */
-  data: () => Object.fromEntries(Object.entries(charts).map(([k, c]) => [k, c.data])),
+  data: () =>
+    Object.fromEntries(Object.entries(charts).map(([k, c]) => [k, c.data])),
 };
 addEventListener("resize", () => {
-  for (const c of Object.values(charts)) c.setSize({ width: width(), height: 220 });
+  for (const c of Object.values(charts)) {
+    c.setSize({ width: width(), height: 220 });
+  }
 });
 poll();
 setInterval(poll, POLL_MS);
