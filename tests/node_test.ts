@@ -4,6 +4,8 @@
  * Prometheus text, and graceful shutdown.
  */
 import assert from "node:assert/strict";
+import "npm:reflect-metadata@0.2.2";
+import * as x509 from "npm:@peculiar/x509@2.2.0";
 import parsePrometheus from "npm:parse-prometheus-text-format@1.1.1";
 import { StoqEndpoint, type StoqError, TrustChainClient } from "../mod.ts";
 import {
@@ -247,6 +249,10 @@ Deno.test("serve: /metrics parses as Prometheus text and its counters move with 
   });
   const root = await (await fetch(node.url("/root.pem"))).text();
   assert.equal(await (await fetch(node.url("/healthz"))).text(), "ok\n");
+  // The CA's transparency log, as C2SP static-ct-api.
+  const checkpoint = await fetch(node.url("/ct/checkpoint"));
+  assert.equal(checkpoint.status, 200);
+  assert.match(await checkpoint.text(), /^stoq\.trustchain\/stoq-node\n\d+\n/);
   const before = await scrape(node);
   for (
     const name of [
@@ -423,4 +429,77 @@ Deno.test("serve: a stream that does not finish is cut at the shutdown deadline"
   const cut = await node.waitFor("node.deadline_reached");
   assert.equal(cut.streams, 1);
   assert.equal((await node.status()).code, 0);
+});
+
+Deno.test("serve: the node's certificate is renewed before it expires; live connections keep theirs", async () => {
+  await using dir = await tempDir();
+  const file = `${dir.path}/node.toml`;
+  // A one-minute certificate renewed at 5 % of its lifetime: every 3 s.
+  await Deno.writeTextFile(
+    file,
+    `[network]\nlisten_addr = "[::1]:0"\n[metrics]\nenabled = false\n[trustchain]\ncertificate_lifetime_ms = 60000\nrenew_at = 0.05\n[node]\ndata_dir = "${dir.path}/data"\n`,
+  );
+  await using node = await NodeProcess.start({
+    home: dir.path,
+    args: ["--config", file],
+  });
+  const root = await Deno.readTextFile(`${dir.path}/data/root.pem`);
+  const first = node.started.certificate_serial as string;
+  await using client = new StoqEndpoint();
+  // The chain is checked against the root by the transport; the verifier only records the leaf.
+  const served = async () => {
+    let leaf: Uint8Array | undefined;
+    const conn = await connectNode(client, node.port, root, "stoq-echo", {
+      verifyPeer: (peer) => {
+        leaf = peer.leaf;
+        return true;
+      },
+      resumption: false,
+    });
+    const cert = new x509.X509Certificate(leaf!.slice());
+    return { conn, serial: cert.serialNumber.toLowerCase(), cert };
+  };
+  const before = await served();
+  assert.equal(before.serial, first);
+  assert.deepEqual(
+    before.cert.getExtension(x509.SubjectAlternativeNameExtension)!.names
+      .items.map((n) => n.value),
+    ["node.stoq.local", "trustchain.stoq.local", "localhost"],
+  );
+  const renewed = await node.waitFor("certificate.renewed", undefined, 30_000);
+  assert.notEqual(renewed.serial, first);
+  const after = await served();
+  assert.equal(after.serial, renewed.serial);
+  // The connection made before the renewal still echoes.
+  const data = payload(50_000, 3);
+  assert.equal((await echo(before.conn, data)).sha256, sha256(data));
+  before.conn.close();
+  after.conn.close();
+});
+
+Deno.test("serve: a second node on a taken port exits 1 with one line", async () => {
+  await using home = await tempDir();
+  await using first = await NodeProcess.start({
+    home: home.path,
+    args: ["--port", "0", "--metrics-port", "0"],
+  });
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--unstable-net",
+      new URL("../src/node/main.ts", import.meta.url).pathname,
+      "--port",
+      String(first.port),
+      "--metrics-port",
+      "0",
+    ],
+    env: { STOQ_HOME: home.path },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 1);
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.equal(stderr.trimEnd().split("\n").length, 1, stderr);
+  assert.match(stderr, /^stoq node: ADDRESS_IN_USE: /);
 });

@@ -61,7 +61,7 @@ const ramp = (async () => {
 // Throughput in waves: four echo streams paced by one sine over 20 s.
 const waves = Promise.all([0, 1, 2, 3].map(async () => {
   while (elapsed() < SECONDS) {
-    // A stream that stalls (see the README's known issues) ends at the idle timeout; start
+    // A stream that stalls (a transport issue seen under bulk traffic) ends at the idle timeout; start
     // another.
     try {
       const conn = await connectNode(client, node.port, root);
