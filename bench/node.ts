@@ -1,6 +1,7 @@
 /**
  * `deno task bench:node`: 10,000 concurrent clients from this process against a STOQ node
- * (`src/node/main.ts`, default settings but ports and data directory) in another process on ::1.
+ * (`src/node/main.ts`, default settings except the ports, the data directory, max_connections and
+ * the idle timeout) in another process on ::1.
  * Each client connects to the echo service, trusting the node's CA, and does one echo whose bytes
  * are checked (SHA-256); all stay open together. Prints the node's resident memory per
  * connection, the time to establish all, echo latencies (p50/p99) during the ramp and once all
