@@ -503,3 +503,40 @@ Deno.test("serve: a second node on a taken port exits 1 with one line", async ()
   assert.equal(stderr.trimEnd().split("\n").length, 1, stderr);
   assert.match(stderr, /^stoq node: ADDRESS_IN_USE: /);
 });
+
+Deno.test("serve: a reload changes the stream limit of new connections only", async () => {
+  await using dir = await tempDir();
+  const file = `${dir.path}/node.toml`;
+  const config = (streams: number) =>
+    `[network]\nlisten_addr = "[::1]:0"\nmax_bidirectional_streams = ${streams}\n[metrics]\nenabled = false\n[node]\ndata_dir = "${dir.path}/data"\n`;
+  await Deno.writeTextFile(file, config(4));
+  await using node = await NodeProcess.start({
+    home: dir.path,
+    args: ["--config", file],
+  });
+  const root = await Deno.readTextFile(`${dir.path}/data/root.pem`);
+  await using client = new StoqEndpoint();
+  const old = await connectNode(client, node.port, root);
+  await Deno.writeTextFile(file, config(1));
+  const mark = node.events.length;
+  node.kill("SIGHUP");
+  const reloaded = await node.waitFor(
+    "config.reloaded",
+    undefined,
+    30_000,
+    mark,
+  );
+  assert.deepEqual(reloaded.applied, ["network.max_bidirectional_streams"]);
+  const fresh = await connectNode(client, node.port, root);
+  const open = (conn: typeof fresh) =>
+    conn.createBidirectionalStream({ waitUntilAvailable: false });
+  // The new connection may open one stream at a time; the old one keeps four.
+  await open(fresh);
+  await assert.rejects(
+    open(fresh),
+    (e: StoqError) => e.code === "STREAM_LIMIT",
+  );
+  for (let i = 0; i < 4; i++) await open(old);
+  old.close();
+  fresh.close();
+});

@@ -378,7 +378,11 @@ export class StoqNode implements AsyncDisposable {
           draining: () => this.#draining,
           ca: this.#ca,
         },
-      );
+      ).catch((err) => {
+        // A taken port ends the start: nothing may keep running.
+        this.#rotator?.close();
+        throw err;
+      });
     }
     this.#metrics.start();
     this.#accepting = this.#acceptLoop();
@@ -615,6 +619,12 @@ export class StoqNode implements AsyncDisposable {
   ): Promise<ConfigChanges> {
     let path: string | undefined;
     try {
+      if (this.#draining) {
+        throw new StoqError(
+          "CLOSED",
+          "Cannot reload: the node is shutting down",
+        );
+      }
       const next = await loaded;
       path = next.path;
       const changes = await this.#apply(next);
