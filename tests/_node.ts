@@ -7,7 +7,6 @@
  */
 
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import type {
   StoqConnection,
   StoqConnectOptions,
@@ -118,6 +117,11 @@ export class NodeProcess implements AsyncDisposable {
     return this.started.metrics_port as number;
   }
 
+  /** The CA root the node wrote to its data directory. */
+  root(): Promise<string> {
+    return Deno.readTextFile(this.started.root_file as string);
+  }
+
   /** `http://[::1]:<metrics port><path>`. */
   url(path: string): string {
     return `http://[::1]:${this.metricsPort}${path}`;
@@ -191,53 +195,6 @@ export async function connectNode(
     serverName: "localhost",
     ...options,
   });
-}
-
-/** `n` deterministic pseudo-random bytes (fast: xorshift over 32-bit words). */
-export function payload(n: number, seed = 1): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(n);
-  const words = new Uint32Array(out.buffer, 0, Math.floor(n / 4));
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < words.length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    words[i] = x >>> 0;
-  }
-  return out;
-}
-
-/** SHA-256 hex. */
-export function sha256(data: Uint8Array): string {
-  return createHash("sha256").update(data).digest("hex");
-}
-
-/**
- * Echoes `data` on a new stream of `conn`, writing in 1 MiB pieces; `onEchoed` sees the bytes
- * echoed so far. Resolves with the SHA-256 and length of what came back.
- */
-export async function echo(
-  conn: StoqConnection,
-  data: Uint8Array,
-  onEchoed?: (bytes: number) => void,
-): Promise<{ sha256: string; bytes: number }> {
-  const { readable, writable } = await conn.createBidirectionalStream();
-  const reading = (async () => {
-    const h = createHash("sha256");
-    let bytes = 0;
-    for await (const chunk of readable) {
-      h.update(chunk);
-      bytes += chunk.byteLength;
-      onEchoed?.(bytes);
-    }
-    return { sha256: h.digest("hex"), bytes };
-  })();
-  const w = writable.getWriter();
-  for (let off = 0; off < data.length; off += 1 << 20) {
-    await w.write(data.subarray(off, off + (1 << 20)));
-  }
-  await w.close();
-  return await reading;
 }
 
 /** A fresh temporary directory, removed by `await using`. */

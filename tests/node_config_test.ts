@@ -248,6 +248,6 @@ Deno.test("serve: each bad config exits 1 with one line naming the key, and no s
   assert.equal(missing.code, 1);
   assert.match(
     missing.stderr,
-    /nope\.toml: cannot read the configuration file/,
+    /nope\.toml: cannot read the file/,
   );
 });

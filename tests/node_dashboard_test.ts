@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import puppeteer from "npm:puppeteer-core@25.16.0";
 import { StoqEndpoint } from "../mod.ts";
-import { connectNode, NodeProcess, payload, tempDir } from "./_node.ts";
+import { connectNode, NodeProcess, tempDir } from "./_node.ts";
+import { randomBytes } from "./_helpers.ts";
 
 const SCREENSHOT = new URL("../build/node-dashboard.png", import.meta.url)
   .pathname;
@@ -49,14 +50,14 @@ Deno.test("serve: the dashboard renders live charts with data points in headless
     home: home.path,
     args: ["--port", "0", "--metrics-port", "0"],
   });
-  const root = await Deno.readTextFile(`${home.path}/node/root.pem`);
+  const root = await node.root();
   await using client = new StoqEndpoint();
   const conns = await Promise.all(
     [0, 1, 2].map(() => connectNode(client, node.port, root)),
   );
   // Traffic while the page loads: one echo stream per connection, fed until the check is done.
   let traffic = true;
-  const chunk = payload(256 * 1024);
+  const chunk = randomBytes(256 * 1024);
   const load = Promise.all(conns.map(async (conn) => {
     const { readable, writable } = await conn.createBidirectionalStream();
     const draining = new Response(readable).arrayBuffer();

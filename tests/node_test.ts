@@ -8,14 +8,14 @@ import "npm:reflect-metadata@0.2.2";
 import * as x509 from "npm:@peculiar/x509@2.2.0";
 import parsePrometheus from "npm:parse-prometheus-text-format@1.1.1";
 import { StoqEndpoint, type StoqError, TrustChainClient } from "../mod.ts";
+import { connectNode, NodeProcess, tempDir } from "./_node.ts";
 import {
-  connectNode,
-  echo,
-  NodeProcess,
-  payload,
+  echoOnce,
+  hashStream,
+  randomBytes,
   sha256,
-  tempDir,
-} from "./_node.ts";
+  writeAll,
+} from "./_helpers.ts";
 
 interface Family {
   name: string;
@@ -91,9 +91,9 @@ Deno.test("serve: `deno task serve` with no config answers an echo from a client
   );
 
   const conn = await connectNode(client, node.port, root);
-  const data = payload(3 * 1024 * 1024 + 5);
-  assert.deepEqual(await echo(conn, data), {
-    sha256: sha256(data),
+  const data = randomBytes(3 * 1024 * 1024 + 5);
+  assert.deepEqual(await echoOnce(conn, data), {
+    hash: sha256(data),
     bytes: data.length,
   });
   await conn.sendDatagram(new TextEncoder().encode("ping"));
@@ -136,7 +136,7 @@ Deno.test("serve: a reload changes max_connections without dropping a live conne
     home: dir.path,
     args: ["--config", file],
   });
-  const root = await Deno.readTextFile(`${dir.path}/data/root.pem`);
+  const root = await node.root();
   await using client = new StoqEndpoint();
 
   // A live connection with a stream in flight across the reloads.
@@ -147,7 +147,7 @@ Deno.test("serve: a reload changes max_connections without dropping a live conne
   const sent: Uint8Array[] = [];
   const got: Uint8Array[] = [];
   const roundTrip = async (i: number) => {
-    const chunk = payload(100_000, i + 1);
+    const chunk = randomBytes(100_000);
     sent.push(chunk);
     await writer.write(chunk);
     let n = 0;
@@ -208,8 +208,8 @@ Deno.test("serve: a reload changes max_connections without dropping a live conne
   );
   assert.deepEqual(raised.restart_required, ["network.listen_addr"]);
   const third = await connectNode(client, node.port, root);
-  const data = payload(200_000, 9);
-  assert.equal((await echo(third, data)).sha256, sha256(data));
+  const data = randomBytes(200_000);
+  assert.equal((await echoOnce(third, data)).hash, sha256(data));
   await roundTrip(3);
 
   // The live connection never dropped and its stream echoed every byte.
@@ -285,11 +285,11 @@ Deno.test("serve: /metrics parses as Prometheus text and its counters move with 
   assert.ok(value(before, "stoq_node_trustchain_log_entries") >= 1);
 
   await using client = new StoqEndpoint();
-  const data = payload(2 * 1024 * 1024);
+  const data = randomBytes(2 * 1024 * 1024);
   const conns = [];
   for (let i = 0; i < 3; i++) {
     const conn = await connectNode(client, node.port, root);
-    assert.equal((await echo(conn, data)).sha256, sha256(data));
+    assert.equal((await echoOnce(conn, data)).hash, sha256(data));
     conns.push(conn);
   }
   const sink = await connectNode(client, node.port, root, "stoq-sink");
@@ -342,7 +342,7 @@ Deno.test("serve: issuance through the node's TrustChain service needs an enroll
     args: ["--config", file],
   });
   assert.equal(node.started.metrics, null);
-  const root = await Deno.readTextFile(`${dir.path}/data/root.pem`);
+  const root = await node.root();
   await using client = new StoqEndpoint();
   await using anonymous = await TrustChainClient.connect(client, {
     hostname: "::1",
@@ -376,22 +376,23 @@ Deno.test("serve: SIGTERM lets an in-flight 64 MiB transfer complete, refuses ne
     home: home.path,
     args: ["--port", "0", "--metrics-port", "0"],
   });
-  const root = await Deno.readTextFile(`${home.path}/node/root.pem`);
+  const root = await node.root();
   await using client = new StoqEndpoint();
   const conn = await connectNode(client, node.port, root);
   const idle = await connectNode(client, node.port, root);
-  const data = payload(64 * 1024 * 1024, 64);
+  const data = randomBytes(64 * 1024 * 1024);
   let signalled = false;
-  const transfer = echo(conn, data, (bytes) => {
-    if (!signalled && bytes >= 8 * 1024 * 1024) {
-      signalled = true;
-      node.kill("SIGTERM");
-    }
-  });
-  assert.deepEqual(await transfer, {
-    sha256: sha256(data),
-    bytes: data.length,
-  });
+  const { readable, writable } = await conn.createBidirectionalStream();
+  const [, echoed] = await Promise.all([
+    writeAll(writable, data, 1 << 20),
+    hashStream(readable, (bytes) => {
+      if (!signalled && bytes >= 8 * 1024 * 1024) {
+        signalled = true;
+        node.kill("SIGTERM");
+      }
+    }),
+  ]);
+  assert.deepEqual(echoed, { hash: sha256(data), bytes: data.length });
   assert.ok(signalled);
   const draining = await node.waitFor("node.draining");
   assert.equal(draining.reason, "SIGTERM");
@@ -415,7 +416,7 @@ Deno.test("serve: a stream that does not finish is cut at the shutdown deadline"
     home: dir.path,
     args: ["--config", file],
   });
-  const root = await Deno.readTextFile(`${dir.path}/data/root.pem`);
+  const root = await node.root();
   await using client = new StoqEndpoint();
   const conn = await connectNode(client, node.port, root);
   const { readable, writable } = await conn.createBidirectionalStream();
@@ -443,7 +444,7 @@ Deno.test("serve: the node's certificate is renewed before it expires; live conn
     home: dir.path,
     args: ["--config", file],
   });
-  const root = await Deno.readTextFile(`${dir.path}/data/root.pem`);
+  const root = await node.root();
   const first = node.started.certificate_serial as string;
   await using client = new StoqEndpoint();
   // The chain is checked against the root by the transport; the verifier only records the leaf.
@@ -471,8 +472,8 @@ Deno.test("serve: the node's certificate is renewed before it expires; live conn
   const after = await served();
   assert.equal(after.serial, renewed.serial);
   // The connection made before the renewal still echoes.
-  const data = payload(50_000, 3);
-  assert.equal((await echo(before.conn, data)).sha256, sha256(data));
+  const data = randomBytes(50_000);
+  assert.equal((await echoOnce(before.conn, data)).hash, sha256(data));
   before.conn.close();
   after.conn.close();
 });
@@ -514,7 +515,7 @@ Deno.test("serve: a reload changes the stream limit of new connections only", as
     home: dir.path,
     args: ["--config", file],
   });
-  const root = await Deno.readTextFile(`${dir.path}/data/root.pem`);
+  const root = await node.root();
   await using client = new StoqEndpoint();
   const old = await connectNode(client, node.port, root);
   await Deno.writeTextFile(file, config(1));

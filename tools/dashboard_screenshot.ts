@@ -8,7 +8,8 @@
 
 import puppeteer from "npm:puppeteer-core@25.16.0";
 import { type StoqConnection, StoqEndpoint } from "../mod.ts";
-import { connectNode, NodeProcess, payload, tempDir } from "../tests/_node.ts";
+import { connectNode, NodeProcess, tempDir } from "../tests/_node.ts";
+import { randomBytes } from "../tests/_helpers.ts";
 
 const out = Deno.args[0] ?? "docs/dashboard.png";
 const SECONDS = 60;
@@ -23,7 +24,7 @@ await using node = await NodeProcess.start({
   home: home.path,
   args: ["--config", `${home.path}/node.toml`],
 });
-const root = await Deno.readTextFile(`${home.path}/node/root.pem`);
+const root = await node.root();
 const browser = await puppeteer.launch({
   executablePath: Deno.env.get("STOQ_CHROMIUM") ?? "/usr/bin/chromium",
   headless: true,
@@ -33,7 +34,7 @@ const page = await browser.newPage();
 await page.setViewport({ width: 1100, height: 900 });
 await page.goto(node.url("/"), { waitUntil: "load" });
 await using client = new StoqEndpoint();
-const chunk = payload(64 * 1024);
+const chunk = randomBytes(64 * 1024);
 const conns: StoqConnection[] = [];
 const t0 = performance.now();
 const elapsed = () => (performance.now() - t0) / 1000;

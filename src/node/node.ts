@@ -76,6 +76,25 @@ function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** A `CONFIG_INVALID` error for a key whose file or directory `path` cannot be used. */
+function pathError(
+  loaded: LoadedConfig,
+  section: string,
+  key: string,
+  path: string,
+  why: string,
+  cause?: unknown,
+): StoqError {
+  return keyError(
+    loaded,
+    section,
+    key,
+    `is ${JSON.stringify(path)}, ${why}${
+      cause === undefined ? "" : ` (${messageOf(cause)})`
+    }`,
+  );
+}
+
 /** Options for {@linkcode StoqNode.start}. */
 export interface StoqNodeOptions {
   /**
@@ -180,13 +199,13 @@ export class StoqNode implements AsyncDisposable {
     try {
       await Deno.mkdir(dataDir, { recursive: true, mode: 0o700 });
     } catch (cause) {
-      throw keyError(
+      throw pathError(
         loaded,
         "node",
         "data_dir",
-        `is ${JSON.stringify(dataDir)}, which cannot be created (${
-          messageOf(cause)
-        })`,
+        dataDir,
+        "which cannot be created",
+        cause,
       );
     }
     const tc = config.trustchain;
@@ -203,13 +222,13 @@ export class StoqNode implements AsyncDisposable {
         await Deno.stat(tc.key_file);
       } catch (cause) {
         await store.close?.();
-        throw keyError(
+        throw pathError(
           loaded,
           "trustchain",
           "key_file",
-          `is ${JSON.stringify(tc.key_file)}, which cannot be read (${
-            messageOf(cause)
-          })`,
+          tc.key_file,
+          "which cannot be read",
+          cause,
         );
       }
     }
@@ -305,14 +324,7 @@ export class StoqNode implements AsyncDisposable {
       return signed;
     }
     const bad = (why: string, cause?: unknown) =>
-      keyError(
-        loaded,
-        "trustchain",
-        "federation_bundle",
-        `is ${JSON.stringify(file)}, ${why}${
-          cause ? ` (${messageOf(cause)})` : ""
-        }`,
-      );
+      pathError(loaded, "trustchain", "federation_bundle", file, why, cause);
     let signed: SignedTrustBundle;
     try {
       signed = JSON.parse(await Deno.readTextFile(file));
@@ -345,13 +357,13 @@ export class StoqNode implements AsyncDisposable {
           .filter((l) => l.length > 0 && !l.startsWith("#")),
       );
     } catch (cause) {
-      throw keyError(
+      throw pathError(
         loaded,
         "trustchain",
         "enrollment_tokens_file",
-        `is ${JSON.stringify(file)}, which cannot be read (${
-          messageOf(cause)
-        })`,
+        file,
+        "which cannot be read",
+        cause,
       );
     }
   }

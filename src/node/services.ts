@@ -87,6 +87,32 @@ async function drain(
   return total;
 }
 
+/** Reads and drops the peer's unidirectional streams until the connection ends. */
+function dropUnidirectional(
+  conn: StoqConnection,
+  tracker: StreamTracker,
+): Promise<void> {
+  return each(conn.incomingUnidirectionalStreams, (readable) => {
+    tracked(
+      tracker,
+      { readable },
+      () => drain(readable, tracker).then(() => {}),
+    );
+  });
+}
+
+/** Hands every datagram to `fn` until the connection ends. */
+async function eachDatagram(
+  conn: StoqConnection,
+  fn: (datagram: Uint8Array) => void,
+): Promise<void> {
+  try {
+    while (true) fn(await conn.readDatagram());
+  } catch {
+    // The connection ended.
+  }
+}
+
 /**
  * Serves `stoq-echo` on a connection until it ends.
  *
@@ -112,25 +138,11 @@ export async function serveEcho(
         ).pipeTo(s.writable));
     },
   );
-  const uni = each(conn.incomingUnidirectionalStreams, (readable) => {
-    tracked(
-      tracker,
-      { readable },
-      () => drain(readable, tracker).then(() => {}),
-    );
+  const datagrams = eachDatagram(conn, (d) => {
+    tracker.bytes(d.byteLength, d.byteLength);
+    conn.sendDatagram(d).catch(() => {/* lost, as datagrams may be */});
   });
-  const datagrams = (async () => {
-    try {
-      while (true) {
-        const d = await conn.readDatagram();
-        tracker.bytes(d.byteLength, d.byteLength);
-        conn.sendDatagram(d).catch(() => {/* lost, as datagrams may be */});
-      }
-    } catch {
-      // The connection ended.
-    }
-  })();
-  await Promise.all([bidi, uni, datagrams]);
+  await Promise.all([bidi, dropUnidirectional(conn, tracker), datagrams]);
 }
 
 /**
@@ -158,21 +170,6 @@ export async function serveSink(
       });
     },
   );
-  const uni = each(conn.incomingUnidirectionalStreams, (readable) => {
-    tracked(
-      tracker,
-      { readable },
-      () => drain(readable, tracker).then(() => {}),
-    );
-  });
-  const datagrams = (async () => {
-    try {
-      while (true) {
-        tracker.bytes((await conn.readDatagram()).byteLength, 0);
-      }
-    } catch {
-      // The connection ended.
-    }
-  })();
-  await Promise.all([bidi, uni, datagrams]);
+  const datagrams = eachDatagram(conn, (d) => tracker.bytes(d.byteLength, 0));
+  await Promise.all([bidi, dropUnidirectional(conn, tracker), datagrams]);
 }

@@ -236,19 +236,24 @@ export async function loadConfig(
   path: string,
   sections: Record<string, ConfigSchema>,
 ): Promise<Record<string, Record<string, unknown>>> {
-  let text: string;
+  return parseConfig(await readConfigText(path), path, sections);
+}
+
+/**
+ * Reads a configuration file's text.
+ *
+ * @throws {StoqError} `CONFIG_INVALID` naming the file when it cannot be read.
+ */
+export async function readConfigText(path: string): Promise<string> {
   try {
-    text = await Deno.readTextFile(path);
+    return await Deno.readTextFile(path);
   } catch (cause) {
     throw new StoqError(
       "CONFIG_INVALID",
       `${path}: cannot read the file (${(cause as Error).message})`,
-      {
-        cause,
-      },
+      { cause },
     );
   }
-  return parseConfig(text, path, sections);
 }
 
 /** Validates TOML text; `path` names it in errors. See {@linkcode loadConfig}. */

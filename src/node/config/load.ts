@@ -11,6 +11,7 @@ import {
   configLine,
   type ConfigSchema,
   parseConfig,
+  readConfigText,
 } from "../../phoenix/config.ts";
 import { phoenixDataDir } from "../../phoenix/identity.ts";
 import type { StoqTransportOptions } from "../../transport/mod.ts";
@@ -153,19 +154,7 @@ export async function loadNodeConfig(
   if (path === undefined) {
     return parseNodeConfig(undefined, undefined, overrides);
   }
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (cause) {
-    throw new StoqError(
-      "CONFIG_INVALID",
-      `${path}: cannot read the configuration file (${
-        (cause as Error).message
-      })`,
-      { cause },
-    );
-  }
-  return parseNodeConfig(text, path, overrides);
+  return parseNodeConfig(await readConfigText(path), path, overrides);
 }
 
 /** The node's data directory: `[node] data_dir`, else `<phoenixDataDir()>/node`. */
