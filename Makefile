@@ -14,7 +14,7 @@ CFLAGS := -O2 -g -fPIC -std=c11 -Wall -Wextra -Werror -fvisibility=default
 DENO_RUN := $(DENO) run -A --unstable-net
 TEST_FLAGS ?=
 
-.PHONY: all deps native go-tools pg-start pg-stop relay test test-asan serve bench bench-compare bench-file bench-idle bench-loss bench-provision bench-baseline bench-handshake bench-connections bench-pool bench-phoenix check clean
+.PHONY: all deps native go-tools pg-start pg-stop relay test test-asan serve bench bench-compare bench-file bench-idle bench-loss bench-provision bench-baseline bench-handshake bench-connections bench-pool bench-phoenix bench-node config-reference dashboard-screenshot check clean
 
 all: native
 
@@ -166,6 +166,16 @@ pg-stop:
 	if [ -f $$dir/socket-dir ]; then rm -rf "$$(cat $$dir/socket-dir)"; fi; \
 	rm -rf $$dir
 
+# ---- Chromium for the node's dashboard test (headless, driven by puppeteer-core) -------------
+$(BUILD)/.apt-chromium:
+	@mkdir -p $(BUILD)
+	@if ! command -v chromium >/dev/null; then \
+	  echo "installing Debian package: chromium"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	fi
+	@touch $@
+
 # The lossy-network relay the loss tests and `bench-loss` put between client and server.
 $(BUILD)/lossy_relay: testing/lossy_relay.c | $(BUILD)/.apt
 	$(CC) -O2 -g -std=c11 -Wall -Wextra -Werror -o $@ $<
@@ -205,7 +215,7 @@ $(ASAN_DIR)/canary.so: testing/asan_canary.c $(BUILD)/.apt-asan
 
 # ---- jobs -----------------------------------------------------------------------------------
 # The TrustChain store tests run against the throw-away PostgreSQL cluster (STOQ_TEST_POSTGRES).
-test: native go-tools relay pg-start
+test: native go-tools relay $(BUILD)/.apt-chromium pg-start
 	@status=0; STOQ_TEST_POSTGRES=$$(cat $(PG_DIR)/url) \
 	  $(DENO) test -A --unstable-net --doc $(TEST_FLAGS) || status=$$?; \
 	$(MAKE) -s pg-stop; exit $$status
@@ -216,8 +226,10 @@ test-asan: native relay $(ASAN_DIR)/lib/libstoq.so $(ASAN_DIR)/canary.so
 	$(ASAN_ENV) $(DENO_RUN) testing/asan_check.ts $(abspath $(ASAN_DIR)/canary.so)
 	$(ASAN_ENV) $(DENO) test -A --unstable-net $(TEST_FLAGS) $(TRANSPORT_TESTS)
 
+# The STOQ node: `make serve ARGS="--config config/node.toml --port 9443"`, or
+# `deno task serve --config config/node.toml --port 9443` (the task builds, then runs the node).
 serve: native
-	$(DENO_RUN) src/node/serve.ts $(ARGS)
+	$(DENO_RUN) src/node/main.ts $(ARGS)
 
 bench: native
 	$(DENO) bench -A --unstable-net
@@ -233,9 +245,9 @@ bench-file: native $(BUILD)/c_baseline $(BUILD)/dev-certs/cert.pem
 bench-idle: native $(BUILD)/dev-certs/cert.pem
 	$(DENO_RUN) bench/idle.ts
 
-# Development certificates, as `serve` makes them on first run (the C baseline needs files).
+# Development certificates for the benchmarks' servers (the C baselines need files).
 $(BUILD)/dev-certs/cert.pem: | $(DENO)
-	$(DENO) eval 'import { loadDevCertificates } from "./src/node/serve.ts"; await loadDevCertificates("$(BUILD)/dev-certs")'
+	$(DENO) eval 'import { loadDevCertificates } from "./src/node/dev_cert.ts"; await loadDevCertificates("$(BUILD)/dev-certs")'
 
 # The C baseline over msquic: its server in the background, its client timed (2 GiB upload, hashed).
 $(BUILD)/c_baseline: bench/c_baseline.c $(LIBDIR)/libmsquic.so.2 $(BUILD)/msquic-include
@@ -274,6 +286,19 @@ bench-pool: native
 
 bench-phoenix: native
 	$(DENO_RUN) bench/phoenix.ts
+
+# 10,000 clients from this process against a node in another (`deno task bench:node`).
+bench-node: native
+	$(DENO_RUN) bench/node.ts
+
+# The README's node configuration reference, rendered from the schema (src/node/config/).
+config-reference: $(DENO)
+	$(DENO) run --allow-read=README.md --allow-write=README.md tools/config_reference.ts
+	$(DENO) fmt --quiet README.md
+
+# docs/dashboard.png: a node under a minute of varying load, in headless Chromium.
+dashboard-screenshot: native $(BUILD)/.apt-chromium
+	$(DENO_RUN) tools/dashboard_screenshot.ts docs/dashboard.png
 
 check: deps
 	$(DENO) fmt --check

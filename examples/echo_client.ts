@@ -1,27 +1,43 @@
 /**
- * Talks to the echo node started by `deno task serve`: sends a message and 8 MiB of random
- * bytes on one stream, checks the echo by SHA-256, sends a datagram, prints the stats.
+ * Talks to the echo service of a STOQ node started by `deno task serve`: sends a message and
+ * 8 MiB of random bytes on one stream, checks the echo by SHA-256, sends a datagram, prints the
+ * stats.
  *
- * Usage: `deno run -A examples/echo_client.ts [host] [port]` (defaults: ::1 8443)
+ * Usage: `deno run -A examples/echo_client.ts [host] [port] [--fingerprint HEX]`
+ * (defaults: ::1 8443). Trust in the node's CA: with `--fingerprint` (the `root_sha256` the node
+ * logs when it starts), the root is fetched from the node's TrustChain service and accepted only
+ * if its SHA-256 matches; without it, the root file a node on this machine wrote
+ * (`$STOQ_HOME/node/root.pem`, else `~/.local/share/stoq/node/root.pem`).
  *
  * @module
  */
 
 import { createHash } from "node:crypto";
-import { StoqEndpoint } from "../mod.ts";
+import { parseArgs } from "node:util";
+import { phoenixDataDir, StoqEndpoint, TrustChainClient } from "../mod.ts";
 
-const host = Deno.args[0] ?? "::1";
-const port = Number(Deno.args[1] ?? 8443);
-const caDir = Deno.env.get("STOQ_DEV_CERT_DIR") ??
-  new URL("../build/dev-certs", import.meta.url).pathname;
-const ca = await Deno.readTextFile(`${caDir}/ca.pem`);
-
+const { values, positionals } = parseArgs({
+  args: Deno.args,
+  options: { fingerprint: { type: "string" } },
+  allowPositionals: true,
+});
+const host = positionals[0] ?? "::1";
+const port = Number(positionals[1] ?? 8443);
 await using endpoint = new StoqEndpoint();
+const root = values.fingerprint
+  ? await TrustChainClient.fetchRoot(endpoint, {
+    hostname: host,
+    port,
+    fingerprint: values.fingerprint,
+  })
+  : await Deno.readTextFile(`${phoenixDataDir()}/node/root.pem`);
 const conn = await endpoint.connect({
   hostname: host,
   port,
   alpnProtocols: ["stoq-echo"],
-  caCerts: [ca],
+  caCerts: [root],
+  // The node's certificate names node.<domain>, trustchain.<domain> and localhost.
+  serverName: "node.stoq.local",
 });
 console.log(
   `connected to [${conn.remoteAddr.hostname}]:${conn.remoteAddr.port} (${conn.protocol})`,

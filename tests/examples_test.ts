@@ -1,5 +1,6 @@
 /** The examples run as written (with small sizes), each in its own process. */
 import assert from "node:assert/strict";
+import { NodeProcess } from "./_node.ts";
 
 async function example(name: string, args: string[], home: string) {
   const out = await new Deno.Command(Deno.execPath(), {
@@ -54,6 +55,24 @@ Deno.test("the examples run as written", async (t) => {
       ], home);
       assert.match(text, /^verified in /m);
       assert.deepEqual(await Deno.readFile(`${home}/output.bin`), big);
+    });
+    await t.step("echo_client.ts against a node", async () => {
+      await using node = await NodeProcess.start({
+        home,
+        args: ["--port", "0", "--metrics-port", "0"],
+      });
+      const port = String(node.port);
+      for (
+        const args of [
+          ["::1", port],
+          ["::1", port, "--fingerprint", node.started.root_sha256 as string],
+        ]
+      ) {
+        const text = await example("echo_client.ts", args, home);
+        assert.match(text, /^connected to \[::1\]:\d+ \(stoq-echo\)$/m);
+        assert.match(text, /^echoed 8388620 bytes, SHA-256 matches$/m);
+        assert.match(text, /^datagram echoed: ping$/m);
+      }
     });
   } finally {
     await Deno.remove(home, { recursive: true });

@@ -1,6 +1,6 @@
 /**
- * Development certificates: a throwaway CA and a leaf for localhost / ::1, for the echo
- * server, examples and tests. Production identities come from TrustChain.
+ * Development certificates: a throwaway CA and a leaf for localhost / ::1, for examples, tests
+ * and benchmarks (the node itself uses its TrustChain CA). Production identities come from TrustChain.
  *
  * @module
  */
@@ -109,4 +109,40 @@ export async function makeDevCertificates(
     cert: leaf.toString("pem") + "\n",
     key: toPem(pkcs8, "PRIVATE KEY"),
   };
+}
+
+/**
+ * The development certificates in `dir` (`ca.pem`, `cert.pem`, `key.pem`), made on first use:
+ * what the benchmarks' servers and the C baselines load.
+ *
+ * @param dir The folder.
+ * @returns The PEM texts.
+ */
+export async function loadDevCertificates(
+  dir: string,
+): Promise<DevCertificates> {
+  const files = {
+    ca: `${dir}/ca.pem`,
+    cert: `${dir}/cert.pem`,
+    key: `${dir}/key.pem`,
+  };
+  try {
+    return {
+      ca: await Deno.readTextFile(files.ca),
+      cert: await Deno.readTextFile(files.cert),
+      key: await Deno.readTextFile(files.key),
+    };
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+  const made = await makeDevCertificates({
+    dns: ["localhost"],
+    ip: ["::1"],
+    days: 365,
+  });
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  await Deno.writeTextFile(files.ca, made.ca);
+  await Deno.writeTextFile(files.cert, made.cert);
+  await Deno.writeTextFile(files.key, made.key, { mode: 0o600 });
+  return made;
 }

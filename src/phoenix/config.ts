@@ -20,10 +20,44 @@ export interface ConfigSchema {
   minimum?: number;
   maximum?: number;
   pattern?: string;
+  minLength?: number;
+  /** A named check beyond JSON Schema: `"listen-addr"` (an IPv6 address and a port). */
+  format?: "listen-addr";
+  /** What a valid value looks like, in words, for error messages (else derived). */
+  allowed?: string;
+  /** The default as the reference should print it, when it is not one fixed value. */
+  defaultText?: string;
+  /**
+   * How a running STOQ node applies a change when it reloads the file: at once (`"live"`) or
+   * only after a restart (`"restart"`).
+   */
+  reload?: "live" | "restart";
   items?: ConfigSchema;
   minItems?: number;
   properties?: Record<string, ConfigSchema>;
   additionalProperties?: boolean;
+}
+
+/** What a `listen-addr` value must look like, for error messages. */
+export const LISTEN_ADDR_ALLOWED =
+  'an IPv6 address and a port from 0 to 65535, as "[::]:8443" (IPv4 and IPv4-mapped addresses are refused)';
+
+/**
+ * Whether `value` is `"[ipv6]:port"` with a real IPv6 literal (not IPv4-mapped) and a port from
+ * 0 to 65535.
+ */
+export function isListenAddr(value: unknown): boolean {
+  if (typeof value !== "string") return false;
+  const m = /^\[([0-9A-Fa-f:.]+)\]:([0-9]{1,5})$/.exec(value);
+  if (!m || Number(m[2]) > 65535) return false;
+  let host: string;
+  try {
+    host = new URL(`http://[${m[1]}]/`).hostname.slice(1, -1);
+  } catch {
+    return false;
+  }
+  // IPv4-mapped (::ffff:a.b.c.d) is IPv4 in disguise.
+  return !/^::ffff:[0-9a-f]{1,4}:[0-9a-f]{1,4}$/.test(host);
 }
 
 /** `[network]`: where and how the transport runs. */
@@ -36,7 +70,8 @@ export const NETWORK_SECTION: ConfigSchema = {
       type: "string",
       description:
         'IPv6 address and UDP port to accept on, as "[address]:port" (IPv4 is refused).',
-      pattern: "^\\[[0-9A-Fa-f:.]+\\]:[0-9]{1,5}$",
+      format: "listen-addr",
+      allowed: LISTEN_ADDR_ALLOWED,
       default: "[::]:8443",
     },
     max_connections: {
@@ -139,8 +174,11 @@ export const APPLICATION_SECTIONS: Record<string, string> = {
   edge: "edge caching belongs to the application layer, not the transport",
 };
 
-/** The line (1-based) of `[section]`, or of `key` inside it; 0 when not found. */
-function lineOf(
+/**
+ * The line (1-based) of `[section]`, or of `key` inside it (outside any section when `section`
+ * is undefined); 0 when not found.
+ */
+export function configLine(
   text: string,
   section: string | undefined,
   key?: string,
@@ -167,6 +205,7 @@ function lineOf(
 
 function describeAllowed(schema: ConfigSchema | undefined): string {
   if (!schema) return "";
+  if (schema.allowed) return schema.allowed;
   if (schema.enum) {
     return `one of ${schema.enum.map((v) => JSON.stringify(v)).join(", ")}`;
   }
@@ -174,7 +213,12 @@ function describeAllowed(schema: ConfigSchema | undefined): string {
     ? ` from ${schema.minimum ?? "-∞"} to ${schema.maximum ?? "∞"}`
     : "";
   if (schema.type === "array") {
-    return `an array of ${schema.items?.type ?? "values"}`;
+    const items = schema.items;
+    return items?.enum
+      ? `an array of values from ${
+        items.enum.map((v) => JSON.stringify(v)).join(", ")
+      }`
+      : `an array of ${items?.type ?? "value"}s`;
   }
   if (schema.pattern && schema.description) return schema.description;
   return `${
@@ -192,19 +236,24 @@ export async function loadConfig(
   path: string,
   sections: Record<string, ConfigSchema>,
 ): Promise<Record<string, Record<string, unknown>>> {
-  let text: string;
+  return parseConfig(await readConfigText(path), path, sections);
+}
+
+/**
+ * Reads a configuration file's text.
+ *
+ * @throws {StoqError} `CONFIG_INVALID` naming the file when it cannot be read.
+ */
+export async function readConfigText(path: string): Promise<string> {
   try {
-    text = await Deno.readTextFile(path);
+    return await Deno.readTextFile(path);
   } catch (cause) {
     throw new StoqError(
       "CONFIG_INVALID",
       `${path}: cannot read the file (${(cause as Error).message})`,
-      {
-        cause,
-      },
+      { cause },
     );
   }
-  return parseConfig(text, path, sections);
 }
 
 /** Validates TOML text; `path` names it in errors. See {@linkcode loadConfig}. */
@@ -231,7 +280,7 @@ export function parseConfig(
       throw new StoqError(
         "CONFIG_INVALID",
         `${path}:${
-          lineOf(text, name)
+          configLine(text, name)
         }: section [${name}] is not a transport setting: ${
           APPLICATION_SECTIONS[name]
         }; remove it (allowed sections: ${
@@ -246,6 +295,7 @@ export function parseConfig(
     properties: sections,
   };
   const ajv = new Ajv({ allErrors: true, strict: false });
+  ajv.addFormat("listen-addr", { type: "string", validate: isListenAddr });
   const validate = ajv.compile(schema);
   if (validate(data)) return data as Record<string, Record<string, unknown>>;
   const error = (validate.errors as ErrorObject[])[0];
@@ -253,11 +303,21 @@ export function parseConfig(
   if (error.keyword === "additionalProperties") {
     const key =
       (error.params as { additionalProperty: string }).additionalProperty;
+    if (parts.length === 0 && typeof data[key] !== "object") {
+      throw new StoqError(
+        "CONFIG_INVALID",
+        `${path}:${
+          configLine(text, undefined, key)
+        }: unknown key '${key}' outside any section; keys belong in a section: ${
+          Object.keys(sections).map((s) => `[${s}]`).join(", ")
+        }`,
+      );
+    }
     if (parts.length === 0) {
       throw new StoqError(
         "CONFIG_INVALID",
         `${path}:${
-          lineOf(text, key)
+          configLine(text, key)
         }: unknown section [${key}]; allowed sections: ${
           Object.keys(sections).map((s) => `[${s}]`).join(", ")
         }`,
@@ -266,7 +326,7 @@ export function parseConfig(
     const allowed = Object.keys(sections[parts[0]]?.properties ?? {});
     throw new StoqError(
       "CONFIG_INVALID",
-      `${path}:${lineOf(text, parts[0], key)}: unknown key '${key}' in [${
+      `${path}:${configLine(text, parts[0], key)}: unknown key '${key}' in [${
         parts[0]
       }]; allowed keys: ${allowed.join(", ")}`,
     );
@@ -276,10 +336,13 @@ export function parseConfig(
     ? sections[section]?.properties?.[key]
     : sections[section];
   let value: unknown = data;
-  for (const p of parts) value = (value as Record<string, unknown>)?.[p];
+  // The whole value of the key, also when one element of an array is what failed.
+  for (const p of parts.slice(0, 2)) {
+    value = (value as Record<string, unknown>)?.[p];
+  }
   throw new StoqError(
     "CONFIG_INVALID",
-    `${path}:${lineOf(text, section, key)}: ${
+    `${path}:${configLine(text, section, key)}: ${
       key ? `'${key}' in [${section}]` : `[${section}]`
     } is ${JSON.stringify(value)}, but must be ${
       describeAllowed(keySchema) || error.message

@@ -205,6 +205,33 @@ async function keyAndCsr(
 }
 
 /**
+ * Provisions an identity carrying several DNS names from a local CA: a new key made here, a
+ * CSR for `names` (the first is the CN), issued by `ca` under its policy.
+ *
+ * @param ca The CA.
+ * @param names The DNS names.
+ * @param lifetimeMs The certificate's lifetime (the CA's default when undefined).
+ * @returns `{ cert, key }` for a listener (chain: leaf, root), with the proof.
+ */
+export async function provisionNames(
+  ca: CertificateAuthority,
+  names: string[],
+  lifetimeMs?: number,
+): Promise<ProvisionedIdentity> {
+  const { csr, key } = await keyAndCsr(names);
+  const issued = await ca.issue(
+    csr,
+    lifetimeMs === undefined ? {} : { lifetimeMs },
+  );
+  return {
+    ...issued,
+    cert: `${issued.pem}\n${ca.rootPem}\n`,
+    key,
+    chainDer: [issued.der, ca.rootDer],
+  };
+}
+
+/**
  * The per-user CA's identity source for `app` (the CA is created on first use in `dataDir`).
  */
 export async function userCaIdentity(
@@ -234,16 +261,7 @@ export async function userCaIdentity(
   return {
     kind: "trustchain",
     federation,
-    async provision() {
-      const { csr, key } = await keyAndCsr(names);
-      const issued = await ca.issue(csr);
-      return {
-        ...issued,
-        cert: `${issued.pem}\n${ca.rootPem}\n`,
-        key,
-        chainDer: [issued.der, ca.rootDer],
-      };
-    },
+    provision: () => provisionNames(ca, names),
     async close() {
       if (closed) return;
       closed = true;

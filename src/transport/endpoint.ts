@@ -722,8 +722,9 @@ export class StoqListener implements AsyncIterable<StoqConnection> {
   readonly #id: number;
   readonly #port: number;
   readonly #configs: Deno.PointerObject[] = [];
-  readonly #options: StoqListenOptions;
-  readonly #settings: Uint8Array<ArrayBuffer>;
+  #options: StoqListenOptions;
+  #settings: Uint8Array<ArrayBuffer>;
+  #certificate: StoqCertificate;
   readonly #alpn: Uint8Array<ArrayBuffer>;
   #ready: StoqConnection[] = [];
   #waiters: PromiseWithResolvers<StoqConnection>[] = [];
@@ -763,6 +764,7 @@ export class StoqListener implements AsyncIterable<StoqConnection> {
       resumption: options.zeroRtt === false ? 1 : 2,
     });
     this.#alpn = encodeAlpn(options.alpnProtocols);
+    this.#certificate = { cert, key };
     const cfg = this.#openConfig(cert, key);
     const status = new Int32Array(1);
     const ptr = runtime.lib.stoq_listener_open(
@@ -826,10 +828,49 @@ export class StoqListener implements AsyncIterable<StoqConnection> {
         "Cannot set a certificate: the listener is stopped",
       );
     }
-    const cfg = this.#openConfig(
-      checkPem(certificate.cert, "cert"),
-      checkPem(certificate.key, "key"),
-    );
+    const next = {
+      cert: checkPem(certificate.cert, "cert"),
+      key: checkPem(certificate.key, "key"),
+    };
+    this.#useConfig(this.#openConfig(next.cert, next.key));
+    this.#certificate = next;
+  }
+
+  /**
+   * Serves new connections with other transport settings (windows, stream limits, idle timeout,
+   * congestion control, datagrams); live connections keep theirs. Settings not given keep the
+   * values the listener was started with.
+   *
+   * @throws {StoqError} `INVALID_ARGUMENT` for a bad setting (nothing changes), `CLOSED` once
+   *   stopped.
+   */
+  setTransportOptions(options: StoqTransportOptions): void {
+    checkOptions(options, "set transport options");
+    if (this.#stopped) {
+      throw new StoqError(
+        "CLOSED",
+        "Cannot set transport options: the listener is stopped",
+      );
+    }
+    const merged = { ...this.#options, ...options };
+    const settings = encodeSettings(merged, {
+      resumption: merged.zeroRtt === false ? 1 : 2,
+    });
+    const previous = { options: this.#options, settings: this.#settings };
+    this.#options = merged;
+    this.#settings = settings;
+    try {
+      this.#useConfig(
+        this.#openConfig(this.#certificate.cert, this.#certificate.key),
+      );
+    } catch (err) {
+      this.#options = previous.options;
+      this.#settings = previous.settings;
+      throw err;
+    }
+  }
+
+  #useConfig(cfg: Deno.PointerObject): void {
     this.#runtime.lib.stoq_listener_set_config(this.#ptr, cfg);
     // Older configurations stay open until the listener is freed: connections made with them
     // (and one arriving on another thread right now) still use them.

@@ -161,12 +161,15 @@ export {
 } from "./rotation.ts";
 export {
   type IssueRequest,
+  TrustChainHandler,
+  type TrustChainHandlerOptions,
   TrustChainService,
   type TrustChainServiceOptions,
 } from "./service/server.ts";
 export {
   TrustChainClient,
   type TrustChainClientOptions,
+  type TrustChainFetchRootOptions,
 } from "./service/client.ts";
 export { evidenceFromServices } from "./service/evidence.ts";
 export { type ServiceInfo, TRUSTCHAIN_ALPN } from "./service/protocol.ts";

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { createHash } from "node:crypto";
 import "npm:reflect-metadata@0.2.2";
 import * as x509 from "npm:@peculiar/x509@2.2.0";
 import type {
@@ -34,6 +35,7 @@ import {
   writeAll,
 } from "./protocol.ts";
 import { buf, fromBase64, toBase64 } from "../core/_bytes.ts";
+import { peerChain } from "../binding.ts";
 
 /** Options for {@linkcode TrustChainClient.connect}. */
 export interface TrustChainClientOptions extends StoqTransportOptions {
@@ -53,6 +55,28 @@ export interface TrustChainClientOptions extends StoqTransportOptions {
    * @default {undefined}
    */
   token?: string;
+}
+
+/** Options for {@linkcode TrustChainClient.fetchRoot}. */
+export interface TrustChainFetchRootOptions extends StoqTransportOptions {
+  /** The service's IPv6 address or host name. */
+  hostname: string;
+  /** The service's UDP port. */
+  port: number;
+  /**
+   * The SHA-256 of the root certificate (DER), in hex; colons and case are ignored. A STOQ node
+   * logs it when it starts (`root_sha256`).
+   */
+  fingerprint: string;
+  /**
+   * The name the service's certificate must carry.
+   * @default {"trustchain.stoq.local"}
+   */
+  serverName?: string;
+}
+
+function _sha256Hex(der: Uint8Array): string {
+  return createHash("sha256").update(der).digest("hex");
 }
 
 /** A `verifyPeer` for the bootstrap connection: issued by a pinned root, in date, named right. */
@@ -118,9 +142,17 @@ export class TrustChainClient implements AsyncDisposable {
   #info: ServiceInfo | undefined;
   #closed = false;
 
-  private constructor(endpoint: StoqEndpoint, opts: TrustChainClientOptions) {
+  private constructor(
+    endpoint: StoqEndpoint,
+    opts: TrustChainClientOptions,
+    verify?: (peer: { leaf: Uint8Array }) => Promise<boolean>,
+  ) {
     this.#endpoint = endpoint;
     this.#opts = opts;
+    if (verify) {
+      this.#verify = verify;
+      return;
+    }
     const roots = opts.roots.map((pem, i) => {
       try {
         return new x509.X509Certificate(pem);
@@ -163,6 +195,87 @@ export class TrustChainClient implements AsyncDisposable {
       throw err;
     }
     return client;
+  }
+
+  /**
+   * Fetches a CA's root certificate from its service, trusting it only when its SHA-256 matches
+   * `fingerprint` (the way `step ca bootstrap` does): the service's chain must contain a
+   * certificate with that fingerprint that issued the service's certificate for `serverName`,
+   * and the service's `info` must name the same root. Use the root as `caCerts` or `roots`.
+   *
+   * @param endpoint The local endpoint.
+   * @param opts Where the service is and the fingerprint to expect.
+   * @returns The root certificate, PEM.
+   * @throws {StoqError} `CERTIFICATE_REJECTED` when the service presents no such root,
+   * `CERT_UNTRUSTED` when its `info` names another root, `INVALID_ARGUMENT` for a malformed
+   * fingerprint; the transport's connect errors.
+   *
+   * @example Bootstrapping trust in a CA from its fingerprint
+   * ```ts
+   * import { CertificateAuthority, MemoryCaStore } from "../mod.ts";
+   * import { StoqEndpoint } from "../../transport/mod.ts";
+   * import { TrustChainService } from "./server.ts";
+   * import { TrustChainClient } from "./client.ts";
+   * import { createHash } from "node:crypto";
+   * const ca = await CertificateAuthority.open({ name: "ca-1", store: new MemoryCaStore() });
+   * const fingerprint = createHash("sha256").update(ca.rootDer).digest("hex");
+   * await using endpoint = new StoqEndpoint({ hostname: "::1" });
+   * await using service = await TrustChainService.listen(endpoint, { ca });
+   * const root = await TrustChainClient.fetchRoot(endpoint, {
+   *   hostname: "::1", port: service.addr.port, fingerprint,
+   * });
+   * console.log(root === ca.rootPem); // true
+   * ```
+   */
+  static async fetchRoot(
+    endpoint: StoqEndpoint,
+    opts: TrustChainFetchRootOptions,
+  ): Promise<string> {
+    const fingerprint = typeof opts?.fingerprint === "string"
+      ? opts.fingerprint.replaceAll(":", "").toLowerCase()
+      : "";
+    if (!/^[0-9a-f]{64}$/.test(fingerprint)) {
+      throw new StoqError(
+        "INVALID_ARGUMENT",
+        `Cannot fetch the root as 'fingerprint' must be a SHA-256 in hex (64 digits): current value is ${
+          JSON.stringify(opts?.fingerprint)
+        }`,
+      );
+    }
+    const serverName = (opts.serverName ?? "trustchain.stoq.local")
+      .toLowerCase();
+    const verify = async (peer: { leaf: Uint8Array; chain?: Uint8Array }) => {
+      try {
+        const root = peerChain({
+          leaf: peer.leaf,
+          chain: peer.chain ?? new Uint8Array(0),
+        }).find((der) => _sha256Hex(der) === fingerprint);
+        if (!root) return false;
+        const pinned = new x509.X509Certificate(buf(root));
+        return await _pinnedRootVerifier([pinned], serverName)(peer);
+      } catch {
+        return false;
+      }
+    };
+    const { fingerprint: _f, ...rest } = opts;
+    const client = new TrustChainClient(
+      endpoint,
+      { ...rest, roots: [], serverName },
+      verify,
+    );
+    try {
+      const info = await client.#call("info", {});
+      const root = fromBase64(info.member.root);
+      if (_sha256Hex(root) !== fingerprint) {
+        throw new StoqError(
+          "CERT_UNTRUSTED",
+          `The service at [${opts.hostname}]:${opts.port} names a root whose SHA-256 is not ${fingerprint}`,
+        );
+      }
+      return new x509.X509Certificate(buf(root)).toString("pem");
+    } finally {
+      await client.close();
+    }
   }
 
   /** The CA's name, i.e. its federation member name. */

@@ -48,8 +48,8 @@ export interface IssueRequest {
   remote: StoqAddr;
 }
 
-/** Options for {@linkcode TrustChainService.listen}. */
-export interface TrustChainServiceOptions extends StoqTransportOptions {
+/** Options for {@linkcode TrustChainHandler}: the CA and what the service answers with. */
+export interface TrustChainHandlerOptions {
   /** The CA to serve. */
   ca: CertificateAuthority;
   /**
@@ -66,6 +66,16 @@ export interface TrustChainServiceOptions extends StoqTransportOptions {
     | SignedTrustBundle
     | (() => SignedTrustBundle | undefined);
   /**
+   * Largest request accepted, in bytes.
+   * @default {65536}
+   */
+  maxRequestBytes?: number;
+}
+
+/** Options for {@linkcode TrustChainService.listen}. */
+export interface TrustChainServiceOptions
+  extends StoqTransportOptions, TrustChainHandlerOptions {
+  /**
    * App name of the service's own certificate, provisioned from `ca` (`trustchain` becomes
    * `trustchain.<domain>`); clients check it as `serverName`.
    * @default {"trustchain"}
@@ -76,66 +86,55 @@ export interface TrustChainServiceOptions extends StoqTransportOptions {
    * @default {{}}
    */
   rotation?: IdentityRotationOptions | false;
-  /**
-   * Largest request accepted, in bytes.
-   * @default {65536}
-   */
-  maxRequestBytes?: number;
 }
 
 /**
- * A CA served over STOQ to remote apps (see the module documentation for the protocol).
+ * Answers the TrustChain protocol (`trustchain/1`) on connections accepted elsewhere: a server
+ * that offers several ALPNs on one listener hands it the connections that chose
+ * {@linkcode TRUSTCHAIN_ALPN}. {@linkcode TrustChainService} is this handler on its own listener.
  *
- * @example Serving a CA and provisioning through it
+ * @example Serving the CA beside another protocol on one listener
  * ```ts
- * import { CertificateAuthority, MemoryCaStore } from "../mod.ts";
+ * import { CertificateAuthority, MemoryCaStore, TRUSTCHAIN_ALPN } from "../mod.ts";
  * import { StoqEndpoint } from "../../transport/mod.ts";
- * import { TrustChainService } from "./server.ts";
+ * import { TrustChainHandler } from "./server.ts";
  * import { TrustChainClient } from "./client.ts";
  * const ca = await CertificateAuthority.open({ name: "ca-1", store: new MemoryCaStore() });
+ * const identity = await ca.provision("trustchain");
  * await using endpoint = new StoqEndpoint({ hostname: "::1" });
- * await using service = await TrustChainService.listen(endpoint, {
- *   ca, authorize: ({ token }) => token === "s3cret",
- * });
+ * const listener = endpoint.listen({ alpnProtocols: ["my-app", TRUSTCHAIN_ALPN], ...identity });
+ * await using handler = new TrustChainHandler({ ca });
+ * (async () => {
+ *   for await (const conn of listener) {
+ *     if (conn.protocol === TRUSTCHAIN_ALPN) handler.serve(conn);
+ *     else conn.close();
+ *   }
+ * })();
  * await using client = await TrustChainClient.connect(endpoint, {
- *   hostname: "::1", port: service.addr.port, roots: [ca.rootPem], token: "s3cret",
+ *   hostname: "::1", port: listener.addr.port, roots: [ca.rootPem],
  * });
- * console.log((await client.provision("my-app")).names); // [ "my-app.stoq.local" ]
+ * console.log((await client.info()).name); // ca-1
  * ```
  */
-export class TrustChainService implements AsyncDisposable {
+export class TrustChainHandler implements AsyncDisposable {
   /** The CA served. */
   readonly ca: CertificateAuthority;
-  readonly #server: IdentityListener;
-  readonly #opts: TrustChainServiceOptions;
+  readonly #opts: TrustChainHandlerOptions;
   readonly #maxRequest: number;
   readonly #connections = new Set<StoqConnection>();
-  readonly #pending = new Set<Promise<void>>();
-  #loop: Promise<void> | undefined;
+  // Requests being answered, and the connections' serving loops.
+  readonly #requests = new Set<Promise<void>>();
+  readonly #loops = new Set<Promise<void>>();
   #closing: Promise<void> | undefined;
 
-  private constructor(
-    server: IdentityListener,
-    opts: TrustChainServiceOptions,
-  ) {
-    this.ca = opts.ca;
-    this.#server = server;
-    this.#opts = opts;
-    this.#maxRequest = opts.maxRequestBytes ?? DEFAULT_MAX_REQUEST;
-  }
-
   /**
-   * Provisions the service's certificate from its CA and starts serving on `endpoint`.
+   * Creates a handler; nothing is served until {@linkcode TrustChainHandler.serve}.
    *
-   * @param endpoint The local endpoint (its address is the service's).
-   * @param opts The CA, issuance authorization and transport options.
-   * @returns The running service.
-   * @throws {TypeError} When `ca` is missing; the transport's listen errors.
+   * @param opts The CA, issuance authorization, bundle and request limit.
+   * @throws {TypeError} When `ca` is missing.
+   * @throws {RangeError} When `maxRequestBytes` is below 1024.
    */
-  static async listen(
-    endpoint: StoqEndpoint,
-    opts: TrustChainServiceOptions,
-  ): Promise<TrustChainService> {
+  constructor(opts: TrustChainHandlerOptions) {
     if (typeof opts?.ca?.issue !== "function") {
       throw new TypeError(
         `Cannot start the CA service as 'ca' must be a CertificateAuthority: current value is ${opts?.ca}`,
@@ -147,69 +146,60 @@ export class TrustChainService implements AsyncDisposable {
         `Cannot start the CA service as 'maxRequestBytes' must be an integer >= 1024: current value is ${max}`,
       );
     }
-    const {
-      ca,
-      authorize: _a,
-      trustBundle: _b,
-      identityName,
-      rotation,
-      maxRequestBytes: _m,
-      ...transport
-    } = opts;
-    const name = identityName ?? "trustchain";
-    const server = await listenWithIdentity(endpoint, {
-      ...transport,
-      alpnProtocols: [TRUSTCHAIN_ALPN],
-      provision: () => ca.provision(name),
-      rotation,
-    });
-    const service = new TrustChainService(server, opts);
-    service.#loop = service.#acceptLoop();
-    return service;
+    this.ca = opts.ca;
+    this.#opts = opts;
+    this.#maxRequest = max;
   }
 
-  /** The address clients connect to. */
-  get addr(): StoqAddr {
-    return this.#server.addr;
+  static #track(set: Set<Promise<void>>, p: Promise<void>): void {
+    set.add(p);
+    p.finally(() => set.delete(p));
   }
 
-  /** The service's own identity (its certificate's names are what clients check). */
-  get identity(): ProvisionedIdentity {
-    return this.#server.identity;
-  }
-
-  #track(p: Promise<void>): void {
-    this.#pending.add(p);
-    p.finally(() => this.#pending.delete(p));
-  }
-
-  async #acceptLoop(): Promise<void> {
-    for await (const conn of this.#server) {
-      if (this.#closing) {
-        conn.close();
-        continue;
-      }
-      this.#connections.add(conn);
-      conn.closed.catch(() => {}).finally(() => this.#connections.delete(conn));
-      this.#track(this.#serveConnection(conn));
+  /**
+   * Answers the requests that arrive on `conn`, one per bidirectional stream, until the
+   * connection ends or the handler closes. A connection that arrives after
+   * {@linkcode TrustChainHandler.close} is closed.
+   *
+   * @param conn A connection whose ALPN is {@linkcode TRUSTCHAIN_ALPN}.
+   * @returns Resolves once the connection's streams have ended and its requests are answered.
+   */
+  serve(conn: StoqConnection): Promise<void> {
+    if (this.#closing) {
+      conn.close();
+      return Promise.resolve();
     }
+    this.#connections.add(conn);
+    conn.closed.catch(() => {}).finally(() => this.#connections.delete(conn));
+    const served = this.#serveConnection(conn);
+    TrustChainHandler.#track(this.#loops, served);
+    return served;
   }
 
   async #serveConnection(conn: StoqConnection): Promise<void> {
     const reader = conn.incomingBidirectionalStreams.getReader();
+    const mine = new Set<Promise<void>>();
     try {
       while (true) {
         const { value, done } = await reader.read();
         if (done) break;
-        this.#track(this.#serveStream(conn, value));
+        if (this.#closing) {
+          // Closing: requests already being answered finish, new ones are refused.
+          value.readable.cancel().catch(() => {});
+          value.writable.abort().catch(() => {});
+          continue;
+        }
+        const p = this.#serveStream(conn, value);
+        TrustChainHandler.#track(mine, p);
+        TrustChainHandler.#track(this.#requests, p);
       }
     } catch {
       // The connection ended; its streams fail on their own.
     } finally {
       reader.releaseLock();
     }
+    await Promise.allSettled([...mine]);
   }
-
   async #serveStream(
     conn: StoqConnection,
     stream: StoqBidirectionalStream,
@@ -306,6 +296,114 @@ export class TrustChainService implements AsyncDisposable {
   }
 
   /**
+   * Stops answering: requests being answered finish, new ones are refused, then the connections
+   * served are closed (and later ones at once). Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      while (this.#requests.size > 0) {
+        await Promise.allSettled([...this.#requests]);
+      }
+      for (const c of this.#connections) c.close();
+      while (this.#loops.size > 0) await Promise.allSettled([...this.#loops]);
+    })();
+    return this.#closing;
+  }
+
+  /** Same as {@linkcode TrustChainHandler.close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/**
+ * A CA served over STOQ to remote apps (see the module documentation for the protocol).
+ *
+ * @example Serving a CA and provisioning through it
+ * ```ts
+ * import { CertificateAuthority, MemoryCaStore } from "../mod.ts";
+ * import { StoqEndpoint } from "../../transport/mod.ts";
+ * import { TrustChainService } from "./server.ts";
+ * import { TrustChainClient } from "./client.ts";
+ * const ca = await CertificateAuthority.open({ name: "ca-1", store: new MemoryCaStore() });
+ * await using endpoint = new StoqEndpoint({ hostname: "::1" });
+ * await using service = await TrustChainService.listen(endpoint, {
+ *   ca, authorize: ({ token }) => token === "s3cret",
+ * });
+ * await using client = await TrustChainClient.connect(endpoint, {
+ *   hostname: "::1", port: service.addr.port, roots: [ca.rootPem], token: "s3cret",
+ * });
+ * console.log((await client.provision("my-app")).names); // [ "my-app.stoq.local" ]
+ * ```
+ */
+export class TrustChainService implements AsyncDisposable {
+  /** The CA served. */
+  readonly ca: CertificateAuthority;
+  readonly #server: IdentityListener;
+  readonly #handler: TrustChainHandler;
+  #loop: Promise<void> | undefined;
+  #closing: Promise<void> | undefined;
+
+  private constructor(server: IdentityListener, handler: TrustChainHandler) {
+    this.ca = handler.ca;
+    this.#server = server;
+    this.#handler = handler;
+  }
+
+  /**
+   * Provisions the service's certificate from its CA and starts serving on `endpoint`.
+   *
+   * @param endpoint The local endpoint (its address is the service's).
+   * @param opts The CA, issuance authorization and transport options.
+   * @returns The running service.
+   * @throws {TypeError} When `ca` is missing; the transport's listen errors.
+   */
+  static async listen(
+    endpoint: StoqEndpoint,
+    opts: TrustChainServiceOptions,
+  ): Promise<TrustChainService> {
+    const {
+      ca,
+      authorize,
+      trustBundle,
+      identityName,
+      rotation,
+      maxRequestBytes,
+      ...transport
+    } = opts ?? {};
+    const handler = new TrustChainHandler({
+      ca,
+      authorize,
+      trustBundle,
+      maxRequestBytes,
+    });
+    const name = identityName ?? "trustchain";
+    const server = await listenWithIdentity(endpoint, {
+      ...transport,
+      alpnProtocols: [TRUSTCHAIN_ALPN],
+      provision: () => ca.provision(name),
+      rotation,
+    });
+    const service = new TrustChainService(server, handler);
+    service.#loop = service.#acceptLoop();
+    return service;
+  }
+
+  /** The address clients connect to. */
+  get addr(): StoqAddr {
+    return this.#server.addr;
+  }
+
+  /** The service's own identity (its certificate's names are what clients check). */
+  get identity(): ProvisionedIdentity {
+    return this.#server.identity;
+  }
+
+  async #acceptLoop(): Promise<void> {
+    for await (const conn of this.#server) this.#handler.serve(conn);
+  }
+
+  /**
    * Stops the service: no new connections, open ones closed once their requests are
    * answered. Idempotent. The endpoint stays open.
    */
@@ -313,10 +411,7 @@ export class TrustChainService implements AsyncDisposable {
     this.#closing ??= (async () => {
       this.#server.close();
       await this.#loop;
-      for (const c of this.#connections) c.close();
-      while (this.#pending.size > 0) {
-        await Promise.allSettled([...this.#pending]);
-      }
+      await this.#handler.close();
     })();
     return this.#closing;
   }

@@ -1,0 +1,204 @@
+/**
+ * `deno task bench:node`: 10,000 concurrent clients from this process against a STOQ node
+ * (`src/node/main.ts`, default settings except the ports, the data directory, max_connections and
+ * the idle timeout) in another process on ::1.
+ * Each client connects to the echo service, trusting the node's CA, and does one echo whose bytes
+ * are checked (SHA-256); all stay open together. Prints the node's resident memory per
+ * connection, the time to establish all, echo latencies (p50/p99) during the ramp and once all
+ * are held, and last `node connections held: <number>` (connections open on the node, by its
+ * /metrics, once all were made; the client checks that none of its own died).
+ *
+ * Env: STOQ_CONNECTIONS (default 10000), STOQ_CONNECT_IN_FLIGHT (handshakes started at once,
+ * default 256).
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import parsePrometheus from "npm:parse-prometheus-text-format@1.1.1";
+import { type StoqConnection, StoqEndpoint } from "../mod.ts";
+
+const COUNT = Number(Deno.env.get("STOQ_CONNECTIONS") ?? 10_000);
+const IN_FLIGHT = Number(Deno.env.get("STOQ_CONNECT_IN_FLIGHT") ?? 256);
+const SAMPLE = Math.min(1000, COUNT);
+
+function rssOf(pid: number): number {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
+}
+
+function quantile(sorted: number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))];
+}
+
+/** One echo on a new stream of `conn`, checked by SHA-256; resolves with its milliseconds. */
+async function oneEcho(conn: StoqConnection, i: number): Promise<number> {
+  const data = new TextEncoder().encode(`connection ${i} `.repeat(8));
+  const t = performance.now();
+  const { readable, writable } = await conn.createBidirectionalStream();
+  const w = writable.getWriter();
+  await w.write(data);
+  await w.close();
+  const hash = createHash("sha256");
+  let bytes = 0;
+  for await (const chunk of readable) {
+    hash.update(chunk);
+    bytes += chunk.byteLength;
+  }
+  const ms = performance.now() - t;
+  const want = createHash("sha256").update(data).digest("hex");
+  if (bytes !== data.byteLength || hash.digest("hex") !== want) {
+    throw new Error(`connection ${i}: the echo does not match what was sent`);
+  }
+  return ms;
+}
+
+const dir = await Deno.makeTempDir({ prefix: "stoq-bench-node-" });
+const config = `${dir}/node.toml`;
+await Deno.writeTextFile(
+  config,
+  `[network]
+listen_addr = "[::1]:0"
+max_connections = ${COUNT + 1000}
+idle_timeout_ms = 600000
+
+[metrics]
+listen_addr = "[::1]:0"
+
+[node]
+data_dir = "${dir}/data"
+`,
+);
+const node = new Deno.Command(Deno.execPath(), {
+  args: [
+    "run",
+    "-A",
+    "--unstable-net",
+    new URL("../src/node/main.ts", import.meta.url).pathname,
+    "--config",
+    config,
+  ],
+  stdin: "null",
+  stdout: "piped",
+}).spawn();
+
+// The node logs one JSON line per event; read them all (the pipe must not fill up).
+const started = Promise.withResolvers<Record<string, unknown>>();
+const reading = (async () => {
+  let buffered = "";
+  for await (
+    const chunk of node.stdout.pipeThrough(new TextDecoderStream())
+  ) {
+    buffered += chunk;
+    let i;
+    while ((i = buffered.indexOf("\n")) >= 0) {
+      const line = buffered.slice(0, i);
+      buffered = buffered.slice(i + 1);
+      if (line.includes('"node.started"')) started.resolve(JSON.parse(line));
+    }
+  }
+  started.reject(new Error("the node exited before it started"));
+})();
+
+async function nodeHeld(metricsPort: number): Promise<number> {
+  const text = await (await fetch(`http://[::1]:${metricsPort}/metrics`))
+    .text();
+  const family = (parsePrometheus(text) as {
+    name: string;
+    metrics: { value: string }[];
+  }[]).find((f) => f.name === "stoq_node_connections_open");
+  return Number(family!.metrics[0].value);
+}
+
+try {
+  const info = await started.promise;
+  const port = info.port as number;
+  const metricsPort = info.metrics_port as number;
+  const root = await Deno.readTextFile(info.root_file as string);
+  await using client = new StoqEndpoint();
+  const options = {
+    hostname: "::1",
+    port,
+    alpnProtocols: ["stoq-echo"],
+    caCerts: [root],
+    serverName: "localhost",
+    maxIdleTimeout: 600_000,
+  };
+
+  // Warm-up (JIT on both sides, configuration), then the node's baseline memory.
+  {
+    const conn = await client.connect(options);
+    await oneEcho(conn, -1);
+    conn.close();
+    await conn.finished;
+  }
+  const base = rssOf(node.pid);
+
+  const conns: StoqConnection[] = [];
+  const rampEchoes: number[] = [];
+  let died = 0;
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
+    while (next < COUNT) {
+      const i = next++;
+      const conn = await client.connect(options);
+      conn.closed.then(() => died++, () => died++);
+      rampEchoes.push(await oneEcho(conn, i));
+      conns.push(conn);
+    }
+  }));
+  const seconds = (performance.now() - t0) / 1000;
+  const rss = rssOf(node.pid);
+  const held = await nodeHeld(metricsPort);
+
+  // With everything held: one echo on each of SAMPLE connections, 32 at a time.
+  const heldEchoes: number[] = [];
+  let k = 0;
+  await Promise.all(Array.from({ length: 32 }, async () => {
+    while (k < SAMPLE) {
+      const i = k++;
+      const at = Math.floor(i * conns.length / SAMPLE);
+      heldEchoes.push(await oneEcho(conns[at], at));
+    }
+  }));
+
+  rampEchoes.sort((a, b) => a - b);
+  heldEchoes.sort((a, b) => a - b);
+  console.log(
+    `${COUNT} clients connected and echoed in ${seconds.toFixed(1)} s (${
+      (COUNT / seconds).toFixed(0)
+    }/s, ${IN_FLIGHT} handshakes in flight)`,
+  );
+  console.log(
+    `node resident memory: ${(base / 2 ** 20).toFixed(0)} MiB before, ${
+      (rss / 2 ** 20).toFixed(0)
+    } MiB with ${held} held: ${
+      ((rss - base) / COUNT / 1024).toFixed(1)
+    } KiB per connection`,
+  );
+  console.log(
+    `echo latency while connecting: p50 ${
+      quantile(rampEchoes, 0.5).toFixed(2)
+    } ms, p99 ${quantile(rampEchoes, 0.99).toFixed(2)} ms`,
+  );
+  console.log(
+    `echo latency with all held (${SAMPLE} echoes, 32 at a time): p50 ${
+      quantile(heldEchoes, 0.5).toFixed(2)
+    } ms, p99 ${quantile(heldEchoes, 0.99).toFixed(2)} ms`,
+  );
+  const alive = conns.length - died;
+  console.log(`client holds ${alive}; died ${died}; node holds ${held}`);
+  for (const conn of conns) conn.close();
+  await Promise.all(conns.map((c) => c.finished));
+  console.log(`node connections held: ${Math.min(alive, held)}`);
+} finally {
+  try {
+    node.kill("SIGTERM");
+  } catch {
+    // Gone already.
+  }
+  await node.status;
+  await reading.catch(() => {});
+  await Deno.remove(dir, { recursive: true });
+}
