@@ -146,7 +146,7 @@ Deno.test("serve: a reload changes max_connections without dropping a live conne
   const reader = readable.getReader();
   const sent: Uint8Array[] = [];
   const got: Uint8Array[] = [];
-  const roundTrip = async (i: number) => {
+  const roundTrip = async () => {
     const chunk = randomBytes(100_000);
     sent.push(chunk);
     await writer.write(chunk);
@@ -157,7 +157,7 @@ Deno.test("serve: a reload changes max_connections without dropping a live conne
       n += value!.byteLength;
     }
   };
-  await roundTrip(0);
+  await roundTrip();
   const second = await connectNode(client, node.port, root);
 
   // Lowered to 1 through the file watcher: new connections are refused with BUSY (0x10).
@@ -173,7 +173,7 @@ Deno.test("serve: a reload changes max_connections without dropping a live conne
   const refused = await connectNode(client, node.port, root);
   assert.deepEqual(await refused.closed, { closeCode: 0x10, reason: "" });
   await node.waitFor("connection.refused");
-  await roundTrip(1);
+  await roundTrip();
 
   // A broken file: logged, nothing changes, the node keeps serving.
   mark = node.events.length;
@@ -191,7 +191,7 @@ Deno.test("serve: a reload changes max_connections without dropping a live conne
   );
   const stillRefused = await connectNode(client, node.port, root);
   assert.equal((await stillRefused.closed).closeCode, 0x10);
-  await roundTrip(2);
+  await roundTrip();
 
   // Raised to 3 with SIGHUP; a restart-only key is reported, not applied.
   await Deno.writeTextFile(
@@ -210,7 +210,7 @@ Deno.test("serve: a reload changes max_connections without dropping a live conne
   const third = await connectNode(client, node.port, root);
   const data = randomBytes(200_000);
   assert.equal((await echoOnce(third, data)).hash, sha256(data));
-  await roundTrip(3);
+  await roundTrip();
 
   // The live connection never dropped and its stream echoed every byte.
   await writer.close();
