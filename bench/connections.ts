@@ -11,18 +11,13 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
 import { type StoqConnection, StoqEndpoint } from "../mod.ts";
+import { oneEcho, rssOf } from "./_echo.ts";
 
 const COUNT = Number(Deno.env.get("STOQ_CONNECTIONS") ?? 10_000);
 const IN_FLIGHT = Number(Deno.env.get("STOQ_CONNECT_IN_FLIGHT") ?? 256);
 const build = new URL("../build/dev-certs/", import.meta.url).pathname;
 const ca = await Deno.readTextFile(`${build}ca.pem`);
-
-function rssOf(pid: number): number {
-  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
-}
 
 const server = new Deno.Command(Deno.execPath(), {
   args: [
@@ -73,24 +68,6 @@ const options = {
 const clientBase = Deno.memoryUsage().rss;
 const heapBase = Deno.memoryUsage().heapUsed;
 const serverBase = rssOf(server.pid);
-
-async function oneEcho(conn: StoqConnection, i: number): Promise<void> {
-  const data = new TextEncoder().encode(`connection ${i} `.repeat(8));
-  const { readable, writable } = await conn.createBidirectionalStream();
-  const w = writable.getWriter();
-  await w.write(data);
-  await w.close();
-  const hash = createHash("sha256");
-  let bytes = 0;
-  for await (const chunk of readable) {
-    hash.update(chunk);
-    bytes += chunk.byteLength;
-  }
-  const want = createHash("sha256").update(data).digest("hex");
-  if (bytes !== data.byteLength || hash.digest("hex") !== want) {
-    throw new Error(`connection ${i}: the echo does not match what was sent`);
-  }
-}
 
 const conns: StoqConnection[] = [];
 let died = 0;

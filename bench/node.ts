@@ -14,43 +14,16 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
 import parsePrometheus from "npm:parse-prometheus-text-format@1.1.1";
 import { type StoqConnection, StoqEndpoint } from "../mod.ts";
+import { oneEcho, rssOf } from "./_echo.ts";
 
 const COUNT = Number(Deno.env.get("STOQ_CONNECTIONS") ?? 10_000);
 const IN_FLIGHT = Number(Deno.env.get("STOQ_CONNECT_IN_FLIGHT") ?? 256);
 const SAMPLE = Math.min(1000, COUNT);
 
-function rssOf(pid: number): number {
-  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
-}
-
 function quantile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))];
-}
-
-/** One echo on a new stream of `conn`, checked by SHA-256; resolves with its milliseconds. */
-async function oneEcho(conn: StoqConnection, i: number): Promise<number> {
-  const data = new TextEncoder().encode(`connection ${i} `.repeat(8));
-  const t = performance.now();
-  const { readable, writable } = await conn.createBidirectionalStream();
-  const w = writable.getWriter();
-  await w.write(data);
-  await w.close();
-  const hash = createHash("sha256");
-  let bytes = 0;
-  for await (const chunk of readable) {
-    hash.update(chunk);
-    bytes += chunk.byteLength;
-  }
-  const ms = performance.now() - t;
-  const want = createHash("sha256").update(data).digest("hex");
-  if (bytes !== data.byteLength || hash.digest("hex") !== want) {
-    throw new Error(`connection ${i}: the echo does not match what was sent`);
-  }
-  return ms;
 }
 
 const dir = await Deno.makeTempDir({ prefix: "stoq-bench-node-" });

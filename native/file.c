@@ -339,23 +339,36 @@ void file_on_send_complete(stoq_stream* s, void* ctx, int canceled) {
   pthread_mutex_unlock(&f->lock);
 }
 
-int32_t op_send_file(stoq_rt* rt, stoq_op* op) {
+/* A transfer for the file operation `op` (a: the file descriptor, c: the progress step); NULL
+ * with *status set, and the descriptor closed, when the stream has one already or memory ran
+ * out. */
+static stoq_xfer* xfer_new(stoq_rt* rt, stoq_op* op, int32_t* status) {
   stoq_stream* s = (stoq_stream*)(uintptr_t)op->handle;
   int fd = (int)op->a;
   stoq_files* f = atomic_load(&s->xfer) ? NULL : files_get(rt);
   stoq_xfer* x = f ? calloc(1, sizeof *x) : NULL;
   if (!x) {
     close(fd);
-    return f ? QUIC_STATUS_OUT_OF_MEMORY : QUIC_STATUS_INVALID_STATE;
+    *status = f ? QUIC_STATUS_OUT_OF_MEMORY : QUIC_STATUS_INVALID_STATE;
+    return NULL;
   }
   x->f = f;
   x->s = s;
   x->fd = fd;
-  x->sending = 1;
-  x->total = op->b;
   x->step = op->c;
   x->next_progress = op->c;
   count_add(rt, STOQ_COUNT_FILE_TRANSFERS, 1);
+  return x;
+}
+
+int32_t op_send_file(stoq_rt* rt, stoq_op* op) {
+  int32_t status;
+  stoq_xfer* x = xfer_new(rt, op, &status);
+  if (!x) return status;
+  stoq_files* f = x->f;
+  stoq_stream* s = x->s;
+  x->sending = 1;
+  x->total = op->b;
   pthread_mutex_lock(&f->lock);
   atomic_store_explicit(&s->xfer, x, memory_order_release);
   if (x->total == 0) {
@@ -490,21 +503,11 @@ void file_on_stream_shutdown(stoq_stream* s, stoq_xfer* x) {
 }
 
 int32_t op_recv_file(stoq_rt* rt, stoq_op* op) {
-  stoq_stream* s = (stoq_stream*)(uintptr_t)op->handle;
-  int fd = (int)op->a;
-  stoq_files* f = atomic_load(&s->xfer) ? NULL : files_get(rt);
-  stoq_xfer* x = f ? calloc(1, sizeof *x) : NULL;
-  if (!x) {
-    close(fd);
-    return f ? QUIC_STATUS_OUT_OF_MEMORY : QUIC_STATUS_INVALID_STATE;
-  }
-  x->f = f;
-  x->s = s;
-  x->fd = fd;
+  int32_t status;
+  stoq_xfer* x = xfer_new(rt, op, &status);
+  if (!x) return status;
+  stoq_stream* s = x->s;
   x->base = op->b;
-  x->step = op->c;
-  x->next_progress = op->c;
-  count_add(rt, STOQ_COUNT_FILE_TRANSFERS, 1);
   /* From here msquic's thread writes new data itself; records already on their way to JS come
    * back as STOQ_OP_STREAM_FILE_WRITE. */
   atomic_store(&s->xfer, x);
