@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
+import { StoqEndpoint } from "../mod.ts";
 import {
+  ALPN,
   assertStoqError,
   echoOnce,
   hashStream,
@@ -9,6 +11,7 @@ import {
   rejection,
   serveEcho,
   sha256,
+  spawnEchoServer,
   writeAll,
 } from "./_helpers.ts";
 
@@ -61,6 +64,41 @@ Deno.test("1,000 concurrent streams echo distinct payloads when the server allow
 
 Deno.test("1,000 concurrent streams echo distinct payloads waiting for stream credit (limit 100)", async () => {
   await concurrentEcho(undefined);
+});
+
+// Regression (msquic build edit 7): a receive completion from the reader's thread that raced
+// msquic's own completion operation could leave a stream's last bytes and FIN unindicated, so
+// its reader waited until the idle timeout. The race needs the reader on a thread of its own,
+// so the echo runs in another process; rounds of many concurrent 256 KiB streams hit it within
+// a few rounds before the fix. A stalled stream fails the test through the idle timeout.
+Deno.test("10 rounds of 500 concurrent 256 KiB streams echo from another process with every end delivered", async () => {
+  const streams = 500;
+  const size = 256 * 1024;
+  await using server = await spawnEchoServer({
+    maxConcurrentBidirectionalStreams: streams,
+  });
+  await using client = new StoqEndpoint();
+  const conn = await client.connect({
+    hostname: "::1",
+    port: server.port,
+    alpnProtocols: [ALPN],
+    caCerts: [server.ca],
+    maxIdleTimeout: 5000,
+  });
+  const data = randomBytes(streams * size);
+  const slices = Array.from(
+    { length: streams },
+    (_, i) => data.subarray(i * size, (i + 1) * size),
+  );
+  const want = slices.map(sha256);
+  for (let round = 0; round < 10; round++) {
+    const back = await Promise.all(slices.map((d) => echoOnce(conn, d)));
+    for (let i = 0; i < streams; i++) {
+      assert.equal(back[i].bytes, size, `round ${round} stream ${i} length`);
+      assert.equal(back[i].hash, want[i], `round ${round} stream ${i} hash`);
+    }
+  }
+  conn.close();
 });
 
 Deno.test("unidirectional streams carry data client→server and server→client", async () => {

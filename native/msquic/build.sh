@@ -147,6 +147,22 @@ edit "$src/src/bin/linux/exports.txt" \
   'global: MsQuicOpenVersion; MsQuicClose;' \
   'global: MsQuicOpenVersion; MsQuicClose; StoqSendSegmentationOff;'
 
+# Edit 7 — a lost end of stream in multi-receive mode. StreamReceiveComplete from the
+# application's thread queues msquic's one completion operation; when that operation is already
+# running and has restored its slot but not yet read the byte count, a second call queues it
+# again, and the first run completes both calls' bytes. The second run then completes 0 bytes
+# with nothing indicated (RecvPendingLength 0), and that path marked the stream as having no
+# data to deliver, even when a frame that arrived meanwhile had queued a receive flush: the
+# flush then returned early, and when that frame carried the stream's last bytes and FIN,
+# nothing ever indicated them (the sender saw everything acknowledged; the reader waited until
+# the idle timeout). Clear the flag there only when nothing is left unread.
+edit "$src/src/core/stream_recv.c" \
+  '    if (Stream->RecvPendingLength == 0 ||
+        QuicRecvBufferDrain(&Stream->RecvBuffer, BufferLength)) {' \
+  '    if (Stream->RecvPendingLength == 0 ?
+            !QuicRecvBufferHasUnreadData(&Stream->RecvBuffer) :
+            QuicRecvBufferDrain(&Stream->RecvBuffer, BufferLength)) {'
+
 cmake -S "$src" -B "$build/msquic-cmake" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DQUIC_TLS_LIB=quictls -DQUIC_ENABLE_LOGGING=off -DQUIC_BUILD_SHARED=on \
   -DQUIC_OUTPUT_DIR="$build/msquic-cmake/out" >/dev/null
