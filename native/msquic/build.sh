@@ -155,7 +155,8 @@ edit "$src/src/bin/linux/exports.txt" \
 # data to deliver, even when a frame that arrived meanwhile had queued a receive flush: the
 # flush then returned early, and when that frame carried the stream's last bytes and FIN,
 # nothing ever indicated them (the sender saw everything acknowledged; the reader waited until
-# the idle timeout). Clear the flag there only when nothing is left unread.
+# the idle timeout). Clear the flag there only when nothing is left unread (upstream,
+# microsoft/msquic#6180, open, describes the same flag cleared while data remains).
 edit "$src/src/core/stream_recv.c" \
   '    if (Stream->RecvPendingLength == 0 ||
         QuicRecvBufferDrain(&Stream->RecvBuffer, BufferLength)) {' \
