@@ -6,7 +6,7 @@
  */
 
 /** Must equal `STOQ_ABI_VERSION` in the loaded shim. */
-export const ABI_VERSION = 4;
+export const ABI_VERSION = 5;
 
 /** Bytes per completion record and per submission record. */
 export const RECORD_SIZE = 64;
@@ -136,7 +136,7 @@ export const Stat = {
   MAX: 13,
 } as const;
 
-/** `stoq_settings`: fourteen u64 fields, in this order. */
+/** `stoq_settings`: fifteen u64 fields, in this order. */
 export const SETTINGS_FIELDS = [
   "idleTimeoutMs",
   "handshakeIdleTimeoutMs",
@@ -152,6 +152,7 @@ export const SETTINGS_FIELDS = [
   "disconnectTimeoutMs",
   "serverResumption",
   "datagramQueue",
+  "maxAckDelayMs",
 ] as const;
 
 /** Marks a settings field as "keep msquic's default". */

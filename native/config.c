@@ -59,6 +59,7 @@ stoq_config* stoq_config_open(stoq_rt* rt, const stoq_settings* in, const uint8_
   if (in->datagrams != STOQ_UNSET) SET(DatagramReceiveEnabled, in->datagrams ? 1 : 0);
   if (in->send_buffering != STOQ_UNSET) SET(SendBufferingEnabled, in->send_buffering ? 1 : 0);
   if (in->pacing != STOQ_UNSET) SET(PacingEnabled, in->pacing ? 1 : 0);
+  if (in->max_ack_delay_ms != STOQ_UNSET) SET(MaxAckDelayMs, (uint32_t)in->max_ack_delay_ms);
   if (in->disconnect_timeout_ms != STOQ_UNSET)
     SET(DisconnectTimeoutMs, (uint32_t)in->disconnect_timeout_ms);
   c->dgram_queue = in->dgram_queue != STOQ_UNSET && in->dgram_queue > 0

@@ -36,7 +36,7 @@
 
 #include <stdint.h>
 
-#define STOQ_ABI_VERSION 4u
+#define STOQ_ABI_VERSION 5u
 
 /* One completion record: 64 bytes. `id` names the object the event is about. */
 typedef struct stoq_event {
@@ -142,6 +142,7 @@ typedef struct stoq_settings {
   uint64_t disconnect_timeout_ms;
   uint64_t server_resumption;  /* 0 = none, 1 = resumption, 2 = resumption and 0-RTT */
   uint64_t dgram_queue;        /* datagrams kept for JS per connection (the oldest is dropped) */
+  uint64_t max_ack_delay_ms;   /* how long this side may delay an acknowledgement */
 } stoq_settings;
 
 /* Credential flags for stoq_config_load. */

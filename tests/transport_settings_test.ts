@@ -15,6 +15,8 @@ for (
     ["pacing off", { pacing: false }],
     ["send buffering on", { sendBuffering: true }],
     ["BBR", { congestionControl: "bbr" as const }],
+    ["acknowledgements delayed 1 ms at most", { maxAckDelay: 1 }],
+    ["msquic's 25 ms acknowledgement delay", { maxAckDelay: 25 }],
     ["wide windows", {
       streamReceiveWindow: 16 * 1024 * 1024,
       connectionReceiveWindow: 32 * 1024 * 1024,
@@ -42,6 +44,9 @@ Deno.test("transport settings of the wrong type are refused before anything open
       { sendBuffering: 1 },
       { congestionControl: "reno" },
       { streamReceiveWindow: 10 },
+      { maxAckDelay: 0 },
+      { maxAckDelay: 16384 },
+      { maxAckDelay: 2.5 },
     ]
   ) {
     const err = await rejection(client.connect({ ...base, ...bad } as never));
