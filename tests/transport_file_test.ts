@@ -141,3 +141,20 @@ Deno.test("aborting sendFile resets the stream: both ends reject and every nativ
     await Deno.remove(dst);
   }
 });
+
+Deno.test("receiveToFile on a readable already cancelled rejects with CLOSED and leaves the file as it was", async () => {
+  await using p = await pair();
+  const dst = await tempFile(new Uint8Array([1, 2, 3]));
+  try {
+    const writable = await p.conn.createUnidirectionalStream();
+    const w = writable.getWriter();
+    await w.write(new Uint8Array(10));
+    const { value: stream } = await p.peer.incomingUnidirectionalStreams
+      .getReader().read();
+    await stream!.cancel(7);
+    assertStoqError(await rejection(stream!.receiveToFile(dst)), "CLOSED");
+    assert.deepEqual(await Deno.readFile(dst), new Uint8Array([1, 2, 3]));
+  } finally {
+    await Deno.remove(dst);
+  }
+});

@@ -172,7 +172,8 @@ export interface StoqReceiveStream
    *
    * @throws {StoqError} `FILE_ERROR` when the file cannot be opened or written,
    *   `PERMISSION_DENIED` without write permission, `ABORTED` when the signal fires, the
-   *   stream's error when it fails; `INVALID_ARGUMENT` when the stream is locked.
+   *   stream's error when it fails; `INVALID_ARGUMENT` when the stream is locked; `CLOSED`
+   *   when the readable was cancelled.
    */
   receiveToFile(
     path: string | URL,
@@ -889,6 +890,12 @@ export class StreamCore {
       }
       if (this.#readError) throw this.#readError;
       if (this.#closed && !this.#readDone) throw this.#owner.failure();
+      if (this.#readDone && !this.#fin) {
+        throw new StoqError(
+          "CLOSED",
+          "Cannot receive to a file: the readable was cancelled (the peer was told to stop sending); receive from a stream that is still open",
+        );
+      }
       if (this.#loans.length > 0) {
         throw new StoqError(
           "INVALID_ARGUMENT",
