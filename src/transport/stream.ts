@@ -1039,6 +1039,9 @@ export class StreamCore {
     const known = file.sending ? this.#sendError : this.#readError;
     if (known) return this.#fileFailed(known);
     if (this.#closed) return this.#fileFailed(this.#owner.failure());
+    // Aborted by the signal: the shim closed the file; nothing else may ever end the transfer
+    // (a receive aborted on a stream whose other direction stays open).
+    if (file.aborted) return this.#fileFailed(statusError(status, what));
   }
 
   #fileFailed(err: StoqError): void {
