@@ -418,6 +418,8 @@ export class StreamCore {
   #closeWaiter: PromiseWithResolvers<void> | undefined;
   #sendDone = false;
   #writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  // Waits for send pool slots (getWriteBuffer, writes), each cancelled by calling it.
+  #slotWaits = new Set<() => void>();
   #finalStats: StoqSendStreamStats | undefined;
 
   constructor(
@@ -1093,9 +1095,44 @@ export class StreamCore {
     const pool = this.#rt.pool;
     const slot = pool.take();
     if (slot === undefined) {
-      return pool.waitSlot().then((slot) => this.#lendSlot(slot));
+      return new Promise((resolve, reject) =>
+        this.#waitSlot((slot) => {
+          if (slot === undefined) {
+            reject(this.#sendError ?? this.#owner.failure());
+          } else resolve(this.#lendSlot(slot));
+        })
+      );
     }
     return Promise.resolve(this.#lendSlot(slot));
+  }
+
+  /**
+   * Waits for a send pool slot: `then` gets it (in a later microtask), or `undefined` once the
+   * send side failed or the stream closed (a slot that comes after that goes back).
+   */
+  #waitSlot(then: (slot?: number) => void): void {
+    const pool = this.#rt.pool;
+    const cancel = () => {
+      withdraw();
+      queueMicrotask(() => then());
+    };
+    const withdraw = pool.waitSlot((slot) => {
+      this.#slotWaits.delete(cancel);
+      queueMicrotask(() => {
+        if (this.#sendError || this.#closed) {
+          pool.release(slot);
+          then();
+        } else then(slot);
+      });
+    });
+    this.#slotWaits.add(cancel);
+  }
+
+  /** The send side failed or the stream closed: nobody waits for pool slots any more. */
+  #cancelSlotWaits(): void {
+    const waits = [...this.#slotWaits];
+    this.#slotWaits.clear();
+    for (const cancel of waits) cancel();
   }
 
   /** Wraps a pool slot as a write buffer for the application. */
@@ -1231,7 +1268,7 @@ export class StreamCore {
         const slot = given ?? pool.take();
         given = undefined;
         if (slot === undefined) {
-          pool.waitSlot().then(next);
+          this.#waitSlot(next);
           return;
         }
         const n = Math.min(Pool.SLOT_SIZE, len - off);
@@ -1355,6 +1392,7 @@ export class StreamCore {
     this.#refusedWrites = [];
     this.#closeWaiter?.reject(this.#sendError);
     this.#closeWaiter = undefined;
+    this.#cancelSlotWaits();
     if (this.#file?.sending) this.#fileFailed(this.#sendError);
   }
 
@@ -1407,6 +1445,7 @@ export class StreamCore {
       );
     }
     this.#closed = true;
+    this.#cancelSlotWaits();
     this.#rt.unregister(this.id);
     // Operations queued for this handle (the RECV_COMPLETE just above, a shutdown) must reach
     // the shim before the handle is freed, or they would run on freed memory.
