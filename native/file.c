@@ -502,6 +502,15 @@ void file_on_stream_shutdown(stoq_stream* s, stoq_xfer* x) {
   pthread_mutex_unlock(&x->f->lock);
 }
 
+void file_on_abort_receive(stoq_stream* s) {
+  stoq_xfer* x = atomic_load(&s->xfer);
+  if (!x || x->sending) return;
+  pthread_mutex_lock(&x->f->lock);
+  if (!x->reported && !x->fin) fail(x, QUIC_STATUS_ABORTED);
+  maybe_finish(x);
+  pthread_mutex_unlock(&x->f->lock);
+}
+
 int32_t op_recv_file(stoq_rt* rt, stoq_op* op) {
   int32_t status;
   stoq_xfer* x = xfer_new(rt, op, &status);

@@ -204,6 +204,9 @@ STOQ_INTERNAL QUIC_STATUS file_on_receive(stoq_stream* s, struct stoq_xfer* x,
 STOQ_INTERNAL void file_on_send_complete(stoq_stream* s, void* ctx, int canceled);
 STOQ_INTERNAL void file_on_peer_fin(stoq_stream* s, struct stoq_xfer* x);
 STOQ_INTERNAL void file_on_stream_shutdown(stoq_stream* s, struct stoq_xfer* x);
+/* The application stopped receiving: a file receive ends now (its descriptor closed once its
+ * writes are done), even while the stream's other direction stays open. */
+STOQ_INTERNAL void file_on_abort_receive(stoq_stream* s);
 /* Waits until no file operation refers to the stream any more, then frees its transfer. */
 STOQ_INTERNAL void file_detach(stoq_stream* s);
 STOQ_INTERNAL void files_stop(stoq_rt* rt);

@@ -272,10 +272,12 @@ uint32_t stoq_submit(stoq_rt* rt, stoq_op* ops, uint32_t n) {
         rt->api->StreamReceiveComplete(((stoq_stream*)(uintptr_t)op->handle)->h, op->a);
         st = 0;
         break;
-      case STOQ_OP_STREAM_SHUTDOWN:
-        st = rt->api->StreamShutdown(((stoq_stream*)(uintptr_t)op->handle)->h,
-                                     (QUIC_STREAM_SHUTDOWN_FLAGS)op->a, op->b);
+      case STOQ_OP_STREAM_SHUTDOWN: {
+        stoq_stream* s = (stoq_stream*)(uintptr_t)op->handle;
+        st = rt->api->StreamShutdown(s->h, (QUIC_STREAM_SHUTDOWN_FLAGS)op->a, op->b);
+        if (op->a & QUIC_STREAM_SHUTDOWN_FLAG_ABORT_RECEIVE) file_on_abort_receive(s);
         break;
+      }
       case STOQ_OP_CONN_SHUTDOWN:
         rt->api->ConnectionShutdown(((stoq_conn*)(uintptr_t)op->handle)->h,
                                     (QUIC_CONNECTION_SHUTDOWN_FLAGS)op->a, op->b);

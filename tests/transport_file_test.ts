@@ -141,3 +141,65 @@ Deno.test("aborting sendFile resets the stream: both ends reject and every nativ
     await Deno.remove(dst);
   }
 });
+
+/** Descriptors this process holds open on `path` (from /proc/self/fd). */
+function openDescriptors(path: string): number {
+  let n = 0;
+  for (const { name } of Deno.readDirSync("/proc/self/fd")) {
+    try {
+      if (Deno.readLinkSync(`/proc/self/fd/${name}`) === path) n++;
+    } catch { /* closed meanwhile (the directory's own descriptor) */ }
+  }
+  return n;
+}
+
+Deno.test("receiveToFile on a readable already cancelled rejects with CLOSED and leaves the file as it was", async () => {
+  await using p = await pair();
+  const dst = await tempFile(new Uint8Array([1, 2, 3]));
+  try {
+    const writable = await p.conn.createUnidirectionalStream();
+    const w = writable.getWriter();
+    await w.write(new Uint8Array(10));
+    const { value: stream } = await p.peer.incomingUnidirectionalStreams
+      .getReader().read();
+    await stream!.cancel(7);
+    assertStoqError(await rejection(stream!.receiveToFile(dst)), "CLOSED");
+    assert.deepEqual(await Deno.readFile(dst), new Uint8Array([1, 2, 3]));
+  } finally {
+    await Deno.remove(dst);
+  }
+});
+
+Deno.test("aborting receiveToFile on a bidirectional stream rejects with ABORTED once the file is closed, the connection alive", async () => {
+  const dst = await Deno.realPath(await tempFile());
+  try {
+    await using p = await pair();
+    const { writable } = await p.conn.createBidirectionalStream();
+    const w = writable.getWriter();
+    await w.write(randomBytes(1024 * 1024));
+    const { value: stream } = await p.peer.incomingBidirectionalStreams
+      .getReader().read();
+    const controller = new AbortController();
+    const receiving = stream!.readable.receiveToFile(dst, {
+      signal: controller.signal,
+    });
+    await w.write(randomBytes(1024 * 1024));
+    controller.abort(new Error("enough"));
+    assertStoqError(await rejection(receiving), "ABORTED");
+    // Settled by the abort itself (not by the stream's end at the idle timeout) and with the
+    // descriptor closed, though the stream's other direction is still open.
+    assert.equal(openDescriptors(dst), 0);
+    p.conn.stats(); // throws once the connection is gone
+    // The sender learns that nobody reads any more.
+    assertStoqError(
+      await rejection(
+        (async () => {
+          for (;;) await w.write(randomBytes(64 * 1024));
+        })(),
+      ),
+      "PEER_STOPPED",
+    );
+  } finally {
+    await Deno.remove(dst);
+  }
+});

@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { StoqEndpoint, type StoqReceiveLoan } from "../mod.ts";
+import {
+  StoqEndpoint,
+  type StoqReceiveLoan,
+  type StoqWriteBuffer,
+} from "../mod.ts";
 import {
   assertStoqError,
   hashStream,
@@ -217,4 +221,24 @@ Deno.test("writes beyond the send pool's capacity wait for slots and all arrive 
     child.kill();
     await child.status;
   }
+});
+
+Deno.test("a getWriteBuffer() or write waiting for the send pool rejects when its connection closes, and takes no slot after", async () => {
+  await using p = await pair();
+  // The application holds every slot of the 64 MiB pool (1,024 slots of 64 KiB).
+  const holder = await p.conn.createUnidirectionalStream();
+  const held: StoqWriteBuffer[] = [];
+  while (p.client.nativeCounts().poolSlotsInUse < 1024) {
+    held.push(await holder.getWriteBuffer());
+  }
+  const stream = await p.conn.createUnidirectionalStream();
+  const waiting = stream.getWriteBuffer();
+  const writing = stream.getWriter().write(randomBytes(100_000));
+  waiting.catch(() => {});
+  writing.catch(() => {});
+  p.conn.close({ closeCode: 3 });
+  assertStoqError(await rejection(waiting), "CONNECTION_CLOSED");
+  assertStoqError(await rejection(writing), "CONNECTION_CLOSED");
+  for (const buffer of held) buffer[Symbol.dispose]();
+  assert.equal(p.client.nativeCounts().poolSlotsInUse, 0);
 });

@@ -89,13 +89,20 @@ export class SendPool {
   }
 
   /**
-   * Resolves with a slot once one comes back. Waiters are served in order, one slot each, so
-   * many blocked writers cost nothing per returned slot but the one handed over.
+   * Calls `give` with a slot once one comes back (from within `release()`). Waiters are served
+   * in order, one slot each, so many blocked writers cost nothing per returned slot but the one
+   * handed over.
+   *
+   * @returns Withdraws the wait (`give` is then never called).
    */
-  waitSlot(): Promise<number> {
+  waitSlot(give: (slot: number) => void): () => void {
     // Slots come back with SEND_COMPLETE records, which wake JS only when asked.
     if (this.#waiters.length === 0) this.#lib.stoq_pool_wake(this.#rt);
-    return new Promise((resolve) => this.#waiters.push(resolve));
+    this.#waiters.push(give);
+    return () => {
+      const at = this.#waiters.indexOf(give);
+      if (at >= 0) this.#waiters.splice(at, 1);
+    };
   }
 
   /** Returns a slot (its send completed or never started). */

@@ -172,7 +172,8 @@ export interface StoqReceiveStream
    *
    * @throws {StoqError} `FILE_ERROR` when the file cannot be opened or written,
    *   `PERMISSION_DENIED` without write permission, `ABORTED` when the signal fires, the
-   *   stream's error when it fails; `INVALID_ARGUMENT` when the stream is locked.
+   *   stream's error when it fails; `INVALID_ARGUMENT` when the stream is locked; `CLOSED`
+   *   when the readable was cancelled.
    */
   receiveToFile(
     path: string | URL,
@@ -417,6 +418,8 @@ export class StreamCore {
   #closeWaiter: PromiseWithResolvers<void> | undefined;
   #sendDone = false;
   #writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  // Waits for send pool slots (getWriteBuffer, writes), each cancelled by calling it.
+  #slotWaits = new Set<() => void>();
   #finalStats: StoqSendStreamStats | undefined;
 
   constructor(
@@ -889,6 +892,12 @@ export class StreamCore {
       }
       if (this.#readError) throw this.#readError;
       if (this.#closed && !this.#readDone) throw this.#owner.failure();
+      if (this.#readDone && !this.#fin) {
+        throw new StoqError(
+          "CLOSED",
+          "Cannot receive to a file: the readable was cancelled (the peer was told to stop sending); receive from a stream that is still open",
+        );
+      }
       if (this.#loans.length > 0) {
         throw new StoqError(
           "INVALID_ARGUMENT",
@@ -1032,6 +1041,9 @@ export class StreamCore {
     const known = file.sending ? this.#sendError : this.#readError;
     if (known) return this.#fileFailed(known);
     if (this.#closed) return this.#fileFailed(this.#owner.failure());
+    // Aborted by the signal: the shim closed the file; nothing else may ever end the transfer
+    // (a receive aborted on a stream whose other direction stays open).
+    if (file.aborted) return this.#fileFailed(statusError(status, what));
   }
 
   #fileFailed(err: StoqError): void {
@@ -1083,9 +1095,44 @@ export class StreamCore {
     const pool = this.#rt.pool;
     const slot = pool.take();
     if (slot === undefined) {
-      return pool.waitSlot().then((slot) => this.#lendSlot(slot));
+      return new Promise((resolve, reject) =>
+        this.#waitSlot((slot) => {
+          if (slot === undefined) {
+            reject(this.#sendError ?? this.#owner.failure());
+          } else resolve(this.#lendSlot(slot));
+        })
+      );
     }
     return Promise.resolve(this.#lendSlot(slot));
+  }
+
+  /**
+   * Waits for a send pool slot: `then` gets it (in a later microtask), or `undefined` once the
+   * send side failed or the stream closed (a slot that comes after that goes back).
+   */
+  #waitSlot(then: (slot?: number) => void): void {
+    const pool = this.#rt.pool;
+    const cancel = () => {
+      withdraw();
+      queueMicrotask(() => then());
+    };
+    const withdraw = pool.waitSlot((slot) => {
+      this.#slotWaits.delete(cancel);
+      queueMicrotask(() => {
+        if (this.#sendError || this.#closed) {
+          pool.release(slot);
+          then();
+        } else then(slot);
+      });
+    });
+    this.#slotWaits.add(cancel);
+  }
+
+  /** The send side failed or the stream closed: nobody waits for pool slots any more. */
+  #cancelSlotWaits(): void {
+    const waits = [...this.#slotWaits];
+    this.#slotWaits.clear();
+    for (const cancel of waits) cancel();
   }
 
   /** Wraps a pool slot as a write buffer for the application. */
@@ -1221,7 +1268,7 @@ export class StreamCore {
         const slot = given ?? pool.take();
         given = undefined;
         if (slot === undefined) {
-          pool.waitSlot().then(next);
+          this.#waitSlot(next);
           return;
         }
         const n = Math.min(Pool.SLOT_SIZE, len - off);
@@ -1345,6 +1392,7 @@ export class StreamCore {
     this.#refusedWrites = [];
     this.#closeWaiter?.reject(this.#sendError);
     this.#closeWaiter = undefined;
+    this.#cancelSlotWaits();
     if (this.#file?.sending) this.#fileFailed(this.#sendError);
   }
 
@@ -1397,6 +1445,7 @@ export class StreamCore {
       );
     }
     this.#closed = true;
+    this.#cancelSlotWaits();
     this.#rt.unregister(this.id);
     // Operations queued for this handle (the RECV_COMPLETE just above, a shutdown) must reach
     // the shim before the handle is freed, or they would run on freed memory.
