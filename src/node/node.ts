@@ -128,6 +128,8 @@ export class StoqNode implements AsyncDisposable {
   readonly #started = performance.now();
   #accepting: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
+  /** The reload in progress (reloads run one at a time; a shutdown waits for it). */
+  #reloading: Promise<unknown> = Promise.resolve();
   readonly #done = Promise.withResolvers<void>();
 
   private constructor(parts: {
@@ -626,17 +628,20 @@ export class StoqNode implements AsyncDisposable {
    * @returns What changed.
    * @throws {StoqError} `CONFIG_INVALID` naming the key (the running configuration stays).
    */
-  async reload(
+  reload(
+    loaded: LoadedConfig | Promise<LoadedConfig>,
+  ): Promise<ConfigChanges> {
+    const run = this.#reloading.then(() => this.#reload(loaded));
+    this.#reloading = run.catch(() => {/* reported by #reload */});
+    return run;
+  }
+
+  async #reload(
     loaded: LoadedConfig | Promise<LoadedConfig>,
   ): Promise<ConfigChanges> {
     let path: string | undefined;
     try {
-      if (this.#draining) {
-        throw new StoqError(
-          "CLOSED",
-          "Cannot reload: the node is shutting down",
-        );
-      }
+      this.#checkNotDraining();
       const next = await loaded;
       path = next.path;
       const changes = await this.#apply(next);
@@ -656,6 +661,12 @@ export class StoqNode implements AsyncDisposable {
         message: messageOf(err),
       });
       throw err;
+    }
+  }
+
+  #checkNotDraining(): void {
+    if (this.#draining) {
+      throw new StoqError("CLOSED", "Cannot reload: the node is shutting down");
     }
   }
 
@@ -680,6 +691,8 @@ export class StoqNode implements AsyncDisposable {
       this.#dataDir,
     );
     const tokens = await StoqNode.#loadTokens(effective);
+    // A shutdown that began meanwhile wins: nothing changes.
+    this.#checkNotDraining();
     const transportChanged = changes.live.some((k) =>
       k.startsWith("network.") && k !== "network.max_connections"
     );
@@ -725,6 +738,8 @@ export class StoqNode implements AsyncDisposable {
       streams: this.#streams,
       deadline_ms: deadline,
     });
+    // A reload in progress finishes (or gives up) first, so none starts a rotation after this.
+    await this.#reloading;
     this.#rotator?.close();
     this.#listener.stop();
     await this.#accepting;
