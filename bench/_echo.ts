@@ -6,7 +6,11 @@
  */
 
 import { createHash } from "node:crypto";
-import type { StoqConnection } from "../mod.ts";
+import type {
+  StoqConnection,
+  StoqConnectOptions,
+  StoqEndpoint,
+} from "../mod.ts";
 
 /** The resident memory of process `pid`, in bytes. */
 export function rssOf(pid: number): number {
@@ -41,4 +45,43 @@ export async function oneEcho(
     throw new Error(`connection ${i}: the echo does not match what was sent`);
   }
   return ms;
+}
+
+/** Connections made by {@linkcode connectAll}, each after one verified echo. */
+export interface Held {
+  conns: StoqConnection[];
+  /** Milliseconds of each connection's echo, in completion order. */
+  echoMs: number[];
+  /** Seconds to connect and echo them all. */
+  seconds: number;
+  /** How many of them have closed since (counted as it happens). */
+  died(): number;
+}
+
+/**
+ * Opens `count` connections with `options`, `inFlight` handshakes at a time, each doing one
+ * echo checked by {@linkcode oneEcho}, and keeps them all open.
+ */
+export async function connectAll(
+  client: StoqEndpoint,
+  options: StoqConnectOptions,
+  count: number,
+  inFlight: number,
+): Promise<Held> {
+  const conns: StoqConnection[] = [];
+  const echoMs: number[] = [];
+  let died = 0;
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: inFlight }, async () => {
+    while (next < count) {
+      const i = next++;
+      const conn = await client.connect(options);
+      conn.closed.then(() => died++, () => died++);
+      echoMs.push(await oneEcho(conn, i));
+      conns.push(conn);
+    }
+  }));
+  const seconds = (performance.now() - t0) / 1000;
+  return { conns, echoMs, seconds, died: () => died };
 }

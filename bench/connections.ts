@@ -11,8 +11,8 @@
  * @module
  */
 
-import { type StoqConnection, StoqEndpoint } from "../mod.ts";
-import { oneEcho, rssOf } from "./_echo.ts";
+import { StoqEndpoint } from "../mod.ts";
+import { connectAll, rssOf } from "./_echo.ts";
 
 const COUNT = Number(Deno.env.get("STOQ_CONNECTIONS") ?? 10_000);
 const IN_FLIGHT = Number(Deno.env.get("STOQ_CONNECT_IN_FLIGHT") ?? 256);
@@ -69,20 +69,12 @@ const clientBase = Deno.memoryUsage().rss;
 const heapBase = Deno.memoryUsage().heapUsed;
 const serverBase = rssOf(server.pid);
 
-const conns: StoqConnection[] = [];
-let died = 0;
-let next = 0;
-const t0 = performance.now();
-await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
-  while (next < COUNT) {
-    const i = next++;
-    const conn = await client.connect(options);
-    conn.closed.then(() => died++, () => died++);
-    await oneEcho(conn, i);
-    conns.push(conn);
-  }
-}));
-const seconds = (performance.now() - t0) / 1000;
+const { conns, seconds, died } = await connectAll(
+  client,
+  options,
+  COUNT,
+  IN_FLIGHT,
+);
 console.log(
   `${COUNT} connections established and echoed in ${seconds.toFixed(1)} s (${
     (COUNT / seconds).toFixed(0)
@@ -101,8 +93,8 @@ console.log(
   } KiB, server ${(serverRss / COUNT / 1024).toFixed(1)} KiB`,
 );
 const onServer = await serverHeld();
-const alive = conns.filter((c) => c.remoteAddr.port !== 0).length - died;
-console.log(`server holds ${onServer}; client holds ${alive}; died ${died}`);
+const alive = conns.filter((c) => c.remoteAddr.port !== 0).length - died();
+console.log(`server holds ${onServer}; client holds ${alive}; died ${died()}`);
 for (const conn of conns) conn.close();
 await Promise.all(conns.map((c) => c.finished));
 server.kill();

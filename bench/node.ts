@@ -15,8 +15,8 @@
  */
 
 import parsePrometheus from "npm:parse-prometheus-text-format@1.1.1";
-import { type StoqConnection, StoqEndpoint } from "../mod.ts";
-import { oneEcho, rssOf } from "./_echo.ts";
+import { StoqEndpoint } from "../mod.ts";
+import { connectAll, oneEcho, rssOf } from "./_echo.ts";
 
 const COUNT = Number(Deno.env.get("STOQ_CONNECTIONS") ?? 10_000);
 const IN_FLIGHT = Number(Deno.env.get("STOQ_CONNECT_IN_FLIGHT") ?? 256);
@@ -107,21 +107,12 @@ try {
   }
   const base = rssOf(node.pid);
 
-  const conns: StoqConnection[] = [];
-  const rampEchoes: number[] = [];
-  let died = 0;
-  let next = 0;
-  const t0 = performance.now();
-  await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
-    while (next < COUNT) {
-      const i = next++;
-      const conn = await client.connect(options);
-      conn.closed.then(() => died++, () => died++);
-      rampEchoes.push(await oneEcho(conn, i));
-      conns.push(conn);
-    }
-  }));
-  const seconds = (performance.now() - t0) / 1000;
+  const { conns, echoMs: rampEchoes, seconds, died } = await connectAll(
+    client,
+    options,
+    COUNT,
+    IN_FLIGHT,
+  );
   const rss = rssOf(node.pid);
   const held = await nodeHeld(metricsPort);
 
@@ -160,8 +151,8 @@ try {
       quantile(heldEchoes, 0.5).toFixed(2)
     } ms, p99 ${quantile(heldEchoes, 0.99).toFixed(2)} ms`,
   );
-  const alive = conns.length - died;
-  console.log(`client holds ${alive}; died ${died}; node holds ${held}`);
+  const alive = conns.length - died();
+  console.log(`client holds ${alive}; died ${died()}; node holds ${held}`);
   for (const conn of conns) conn.close();
   await Promise.all(conns.map((c) => c.finished));
   console.log(`node connections held: ${Math.min(alive, held)}`);

@@ -262,6 +262,8 @@ export interface EchoProcess extends AsyncDisposable {
   port: number;
   ca: string;
   child: Deno.ChildProcess;
+  /** Options that connect to this server (on ::1, trusting its CA), with `extra` added. */
+  connectOptions(extra?: Partial<StoqConnectOptions>): StoqConnectOptions;
   /** Whether the `n`-th stream (from 0) the server accepted was opened by 0-RTT data. */
   earlyData(n: number): Promise<boolean>;
 }
@@ -327,6 +329,13 @@ export async function spawnEchoServer(
   return {
     port,
     ca,
+    connectOptions: (extra = {}) => ({
+      hostname: "::1",
+      port,
+      alpnProtocols: [ALPN],
+      caCerts: [ca],
+      ...extra,
+    }),
     child,
     earlyData: (n) => report(n).promise,
     async [Symbol.asyncDispose]() {

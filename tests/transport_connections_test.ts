@@ -182,13 +182,7 @@ Deno.test("0-RTT data arrives as early data when the server accepts it", async (
   await using server = await spawnEchoServer();
   await using client = new StoqEndpoint();
   await primeTicket(client, server.port, server.ca);
-  const conn = await client.connect({
-    hostname: "::1",
-    port: server.port,
-    alpnProtocols: [ALPN],
-    caCerts: [server.ca],
-    zeroRtt: true,
-  });
+  const conn = await client.connect(server.connectOptions({ zeroRtt: true }));
   // Handed out before the handshake; its start waits for this turn's writes, which therefore
   // travel in the first flight.
   assert.equal(conn.earlyData, true);
@@ -594,15 +588,13 @@ Deno.test("bad arguments to connection and stream methods are INVALID_ARGUMENT",
 Deno.test("with maxIdleTimeout 0 on both sides, keep-alives surface a frozen peer as IDLE_TIMEOUT", async () => {
   await using server = await spawnEchoServer({ maxIdleTimeout: 0 });
   await using client = new StoqEndpoint();
-  const conn = await client.connect({
-    hostname: "::1",
-    port: server.port,
-    alpnProtocols: [ALPN],
-    caCerts: [server.ca],
-    maxIdleTimeout: 0,
-    keepAliveInterval: 200,
-    disconnectTimeout: 1000,
-  });
+  const conn = await client.connect(
+    server.connectOptions({
+      maxIdleTimeout: 0,
+      keepAliveInterval: 200,
+      disconnectTimeout: 1000,
+    }),
+  );
   const { readable, writable } = await conn.createBidirectionalStream();
   const w = writable.getWriter();
   await w.write(randomBytes(100));

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { StoqEndpoint } from "../mod.ts";
 import {
-  ALPN,
   assertStoqError,
   echoOnce,
   hashStream,
@@ -78,13 +77,9 @@ Deno.test("10 rounds of 500 concurrent 256 KiB streams echo from another process
     maxConcurrentBidirectionalStreams: streams,
   });
   await using client = new StoqEndpoint();
-  const conn = await client.connect({
-    hostname: "::1",
-    port: server.port,
-    alpnProtocols: [ALPN],
-    caCerts: [server.ca],
-    maxIdleTimeout: 5000,
-  });
+  const conn = await client.connect(
+    server.connectOptions({ maxIdleTimeout: 5000 }),
+  );
   const data = randomBytes(streams * size);
   const slices = Array.from(
     { length: streams },

@@ -208,6 +208,24 @@ export class SqliteCaStore implements CaStore {
     this.#prepare(sql).run(...params);
   }
 
+  /** Stores an integrated tree: its new nodes and its state. */
+  #writeTree(state: TreeState, nodes: TreeNode[]): void {
+    for (const n of nodes) {
+      this.#run(
+        "INSERT INTO tree_nodes (level, idx, hash) VALUES (?, ?, ?)",
+        n.level,
+        n.index,
+        n.hash,
+      );
+    }
+    this.#run(
+      "UPDATE tree_state SET size = ?, hashes = ?, mac = ? WHERE id = 1",
+      state.range.size,
+      encodeHashes(state.range.hashes),
+      state.mac,
+    );
+  }
+
   // Runs one operation as a promise: database failures become STORE_ERROR, StoqErrors and
   // argument errors pass through.
   #op<T>(what: string, fn: () => T): Promise<T> {
@@ -360,20 +378,7 @@ export class SqliteCaStore implements CaStore {
               mac: rowBytes(r.mac, "LOG_TAMPERED", "log entry MAC"),
             })),
           );
-          for (const n of nodes) {
-            this.#run(
-              "INSERT INTO tree_nodes (level, idx, hash) VALUES (?, ?, ?)",
-              n.level,
-              n.index,
-              n.hash,
-            );
-          }
-          this.#run(
-            "UPDATE tree_state SET size = ?, hashes = ?, mac = ? WHERE id = 1",
-            state.range.size,
-            encodeHashes(state.range.hashes),
-            state.mac,
-          );
+          this.#writeTree(state, nodes);
           return state;
         }),
     );
@@ -636,20 +641,7 @@ export class SqliteCaStore implements CaStore {
             encodeSealText(migration.seal),
           );
         }
-        for (const n of migration.nodes) {
-          this.#run(
-            "INSERT INTO tree_nodes (level, idx, hash) VALUES (?, ?, ?)",
-            n.level,
-            n.index,
-            n.hash,
-          );
-        }
-        this.#run(
-          "UPDATE tree_state SET size = ?, hashes = ?, mac = ? WHERE id = 1",
-          migration.state.range.size,
-          encodeHashes(migration.state.range.hashes),
-          migration.state.mac,
-        );
+        this.#writeTree(migration.state, migration.nodes);
         this.#run(
           "UPDATE log_sequence SET next_index = ? WHERE id = 1",
           migration.entryMacs.length,
