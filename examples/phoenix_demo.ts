@@ -12,7 +12,10 @@ import { Phoenix } from "../mod.ts";
 
 const mib = Number(Deno.args[0] ?? 256);
 
-await using peer = await Phoenix.create("demo-peer");
+// The peer takes messages up to the demo's size (64 MiB unless told).
+await using peer = await Phoenix.create("demo-peer", {
+  maxMessageSize: mib * 1024 * 1024,
+});
 const arrived = (async () => {
   for await (const m of peer.messages) return m;
 })();
