@@ -398,6 +398,9 @@ export class StreamCore {
   // Stream offset up to which JS completed bytes (or handed them to a file).
   #recvCompleted = 0;
   #fin = false;
+  // msquic said every byte up to the FIN was completed (PEER_SEND_SHUTDOWN): a file receiving
+  // them is whole, and the shim reports it (FILE_DONE) even after the stream is gone.
+  #peerSendDone = false;
   #readDone = false;
   #readWanted = false;
   #delivering = false;
@@ -605,6 +608,7 @@ export class StreamCore {
         break;
       }
       case Ev.STREAM_PEER_SEND_SHUTDOWN:
+        this.#peerSendDone = true;
         // msquic raises this only once every byte up to the FIN was indicated and completed
         // (QuicStreamReceiveComplete). When the FIN arrived after the last data indication, no
         // RECV record carries the FIN flag: this event is then the only end-of-stream signal.
@@ -677,6 +681,9 @@ export class StreamCore {
           Events.FileDone.bytes(ev, i),
           Events.FileDone.fileIo(ev, i),
         );
+        if (this.#finishPending !== undefined && this.#accepted) {
+          this.finish(this.#finishPending);
+        }
         break;
       case Ev.STREAM_SHUTDOWN_COMPLETE:
         this.finish(Events.StreamShutdownComplete.connectionShutdown(ev, i));
@@ -1407,6 +1414,15 @@ export class StreamCore {
     if (this.#closed) return;
     if (!this.#accepted && !force) {
       this.#finishPending = connectionShutdown;
+      return;
+    }
+    // A file that received the whole stream is settled by the shim's FILE_DONE, which can
+    // follow the stream's end (the transfer attached after it): keep listening until then.
+    if (
+      this.#file && !this.#file.finished && !this.#file.sending &&
+      this.#peerSendDone && !connectionShutdown && !force
+    ) {
+      this.#finishPending = false;
       return;
     }
     const err = connectionShutdown ? this.#owner.failure() : new StoqError(
