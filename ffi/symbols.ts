@@ -20,8 +20,6 @@ export const symbols = {
   stoq_rt_close: { parameters: ["pointer"], result: "void" },
   /** uint32_t stoq_rt_poll(stoq_rt*, stoq_event* out (JS-owned), uint32_t max) */
   stoq_rt_poll: { parameters: ["pointer", "buffer", "u32"], result: "u32" },
-  /** uint32_t stoq_rt_pending(stoq_rt*): records queued now, without the queue's lock. */
-  stoq_rt_pending: { parameters: ["pointer"], result: "u32" },
   /** int32_t stoq_rt_wait(stoq_rt*, int32_t timeout_ms): parks in io_uring off the JS thread. */
   stoq_rt_wait: {
     parameters: ["pointer", "i32"],

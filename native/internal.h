@@ -36,7 +36,6 @@ struct stoq_rt {
   pthread_mutex_t lock;
   stoq_event* ring; /* grows instead of blocking a msquic thread */
   uint32_t cap, head, count;
-  _Atomic uint32_t queued; /* = count, readable without the lock */
   int sleeping;      /* JS is parked in stoq_rt_wait: the next producer writes the eventfd */
   int wake_pending;  /* an eventfd write is already on its way */
   int efd;

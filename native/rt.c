@@ -18,7 +18,6 @@ static void push_locked(stoq_rt* rt, const stoq_event* ev) {
   }
   rt->ring[(rt->head + rt->count) % rt->cap] = *ev;
   rt->count++;
-  atomic_store_explicit(&rt->queued, rt->count, memory_order_relaxed);
 }
 
 static void wake_locked(stoq_rt* rt) {
@@ -133,13 +132,8 @@ uint32_t stoq_rt_poll(stoq_rt* rt, stoq_event* out, uint32_t max) {
   for (uint32_t i = 0; i < n; i++) out[i] = rt->ring[(rt->head + i) % rt->cap];
   rt->head = (rt->head + n) % rt->cap;
   rt->count -= n;
-  atomic_store_explicit(&rt->queued, rt->count, memory_order_relaxed);
   pthread_mutex_unlock(&rt->lock);
   return n;
-}
-
-uint32_t stoq_rt_pending(stoq_rt* rt) {
-  return atomic_load_explicit(&rt->queued, memory_order_relaxed);
 }
 
 /* Called from one Deno blocking-pool thread at a time (JS keeps a single waiter). Returns the

@@ -185,8 +185,6 @@ enum stoq_rt_flags { STOQ_RT_NO_GSO = 1 };
 stoq_rt* stoq_rt_open(uint32_t profile, uint32_t flags, int32_t* status);
 void stoq_rt_close(stoq_rt* rt);
 uint32_t stoq_rt_poll(stoq_rt* rt, stoq_event* out, uint32_t max);
-/* Records queued now, without taking the queue's lock (for JS's bounded spin). */
-uint32_t stoq_rt_pending(stoq_rt* rt);
 int32_t stoq_rt_wait(stoq_rt* rt, int32_t timeout_ms);
 void stoq_rt_wake(stoq_rt* rt);
 void stoq_rt_counts(stoq_rt* rt, uint64_t* out, uint32_t n);
