@@ -30,6 +30,19 @@ export interface ParsedHost {
  *   `INVALID_ARGUMENT` for anything else that is not an IPv6 literal or a host name.
  */
 export function parseHost(host: string, param = "hostname"): ParsedHost {
+  const known = typeof host === "string" ? parsedHosts.get(host) : undefined;
+  if (known) return known;
+  const parsed = parseHostOnce(host, param);
+  // A bounded memo: parsing a literal goes through the URL parser (microseconds per connect).
+  if (parsedHosts.size >= MAX_PARSED_HOSTS) parsedHosts.clear();
+  parsedHosts.set(host, Object.freeze(parsed));
+  return parsed;
+}
+
+const MAX_PARSED_HOSTS = 1024;
+const parsedHosts = new Map<string, ParsedHost>();
+
+function parseHostOnce(host: string, param: string): ParsedHost {
   if (typeof host !== "string" || host.length === 0) {
     throw new StoqError(
       "INVALID_ARGUMENT",

@@ -89,8 +89,15 @@ function verifierKey(verify: PeerVerifier | undefined): string {
   return String(id);
 }
 
+const HEX = Array.from(
+  { length: 256 },
+  (_, b) => b.toString(16).padStart(2, "0"),
+);
+
 function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  let out = "";
+  for (let i = 0; i < bytes.length; i++) out += HEX[bytes[i]];
+  return out;
 }
 
 function checkCaCerts(value: unknown): string | undefined {
