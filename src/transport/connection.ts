@@ -225,8 +225,11 @@ export class StoqConnection implements AsyncDisposable {
   readonly #handshake = Promise.withResolvers<void>();
   readonly #closed = Promise.withResolvers<StoqCloseInfo>();
   readonly #finished = Promise.withResolvers<void>();
-  #bidi!: ReadableStreamDefaultController<StoqBidirectionalStream>;
-  #uni!: ReadableStreamDefaultController<StoqReceiveStream>;
+  // The incoming streams are made on first use (most connections never read one of them).
+  #bidiStream: ReadableStream<StoqBidirectionalStream> | undefined;
+  #uniStream: ReadableStream<StoqReceiveStream> | undefined;
+  #bidi: ReadableStreamDefaultController<StoqBidirectionalStream> | undefined;
+  #uni: ReadableStreamDefaultController<StoqReceiveStream> | undefined;
   // Peer streams not accepted yet (they keep their credit: see StreamCore.accept), and
   // whether a read of the incoming ReadableStream waits for one.
   #bidiBacklog: StreamCore[] = [];
@@ -246,13 +249,6 @@ export class StoqConnection implements AsyncDisposable {
   #remote: StoqAddr | undefined;
   #peerCertificate: PeerCertificate | undefined;
 
-  /** Streams the peer opened. */
-  readonly incomingBidirectionalStreams: ReadableStream<
-    StoqBidirectionalStream
-  >;
-  /** Unidirectional streams the peer opened. */
-  readonly incomingUnidirectionalStreams: ReadableStream<StoqReceiveStream>;
-
   /** @internal Made by {@linkcode StoqEndpoint}; not for users. */
   constructor(
     token: typeof internal,
@@ -270,25 +266,6 @@ export class StoqConnection implements AsyncDisposable {
     this.#ptr = ptr;
     this.#id = id;
     this.#hooks = hooks;
-    // highWaterMark 0: a peer stream is handed out (accepted) only for a pending read.
-    this.incomingBidirectionalStreams = new ReadableStream({
-      start: (c) => {
-        this.#bidi = c;
-      },
-      pull: () => {
-        this.#bidiWanted = true;
-        this.#offerStream(false);
-      },
-    }, { highWaterMark: 0 });
-    this.incomingUnidirectionalStreams = new ReadableStream({
-      start: (c) => {
-        this.#uni = c;
-      },
-      pull: () => {
-        this.#uniWanted = true;
-        this.#offerStream(true);
-      },
-    }, { highWaterMark: 0 });
     // Both are observed by the endpoint; a user who never awaits them must not crash the process.
     this.#handshake.promise.catch(() => {});
     this.#closed.promise.catch(() => {});
@@ -298,6 +275,35 @@ export class StoqConnection implements AsyncDisposable {
       this.#startPending = true;
       nextTask(() => this.requestStart());
     }
+  }
+
+  /** Streams the peer opened. */
+  get incomingBidirectionalStreams(): ReadableStream<StoqBidirectionalStream> {
+    // highWaterMark 0: a peer stream is handed out (accepted) only for a pending read.
+    return this.#bidiStream ??= new ReadableStream({
+      start: (c) => {
+        this.#bidi = c;
+        if (!this.#native) this.#endIncoming(c);
+      },
+      pull: () => {
+        this.#bidiWanted = true;
+        this.#offerStream(false);
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  /** Unidirectional streams the peer opened. */
+  get incomingUnidirectionalStreams(): ReadableStream<StoqReceiveStream> {
+    return this.#uniStream ??= new ReadableStream({
+      start: (c) => {
+        this.#uni = c;
+        if (!this.#native) this.#endIncoming(c);
+      },
+      pull: () => {
+        this.#uniWanted = true;
+        this.#offerStream(true);
+      },
+    }, { highWaterMark: 0 });
   }
 
   /**
@@ -841,10 +847,10 @@ export class StoqConnection implements AsyncDisposable {
     const core = backlog.shift()!;
     if (unidirectional) {
       this.#uniWanted = false;
-      this.#uni.enqueue(core.readable!);
+      this.#uni!.enqueue(core.readable!);
     } else {
       this.#bidiWanted = false;
-      this.#bidi.enqueue({
+      this.#bidi!.enqueue({
         readable: core.readable!,
         writable: core.writable!,
       });
@@ -910,31 +916,32 @@ export class StoqConnection implements AsyncDisposable {
       });
   }
 
+  /** Ends an incoming-streams ReadableStream as the connection ended. */
+  #endIncoming(c: ReadableStreamDefaultController<never>): void {
+    try {
+      if (this.#error && this.#error.code !== "CONNECTION_CLOSED") {
+        c.error(this.#error);
+      } else c.close();
+    } catch { /* already closed by a cancel */ }
+  }
+
   #finish(): void {
     if (!this.#native) return;
-    const err = this.failure();
     // msquic completes every stream before its connection; anything left (streams nobody
     // accepted) is freed here.
     for (const s of [...this.#streams]) s.finish(true, true);
     this.#bidiBacklog = [];
     this.#uniBacklog = [];
-    for (const w of this.#datagramWaiters) w.reject(err);
+    for (const w of this.#datagramWaiters) w.reject(this.failure());
     this.#datagramWaiters = [];
-    const closeStream = (c: ReadableStreamDefaultController<unknown>) => {
-      try {
-        if (this.#error && this.#error.code !== "CONNECTION_CLOSED") {
-          c.error(err);
-        } else c.close();
-      } catch { /* already closed by a cancel */ }
-    };
-    closeStream(this.#bidi);
-    closeStream(this.#uni);
+    if (this.#bidi) this.#endIncoming(this.#bidi);
+    if (this.#uni) this.#endIncoming(this.#uni);
     this.#native = false;
     this.runtime.unregister(this.#id);
     // Queued operations that name this handle must run before it is freed.
     this.runtime.flush();
     const freed = this.runtime.closeHandle(CloseKind.CONNECTION, this.#ptr);
-    if (!this.#connected) this.#handshake.reject(this.#error ?? err);
+    if (!this.#connected) this.#handshake.reject(this.failure());
     if (this.#error && this.#error.code !== "CONNECTION_CLOSED") {
       this.#closed.reject(this.#error);
     } else {
