@@ -72,7 +72,13 @@ QUIC_STATUS QUIC_API conn_cb(HQUIC h, void* ctx, QUIC_CONNECTION_EVENT* ev) {
     case QUIC_CONNECTION_EVENT_RESUMED: {
       c->resumed = 1;
       stoq_event e = {.type = STOQ_EV_CONN_RESUMED, .id = c->id};
-      if (ev->RESUMED.ResumptionStateLength == 32) memcpy(&e.a, ev->RESUMED.ResumptionState, 32);
+      if (ev->RESUMED.ResumptionStateLength == 32) {
+        memcpy(&e.a, ev->RESUMED.ResumptionState, 32);
+        /* The ticket this connection issues at CONNECTED names the same client: a session
+         * resumed from it must know who the client is as well. */
+        memcpy(c->peer_hash, ev->RESUMED.ResumptionState, 32);
+        c->peer_hashed = 1;
+      }
       push_events(rt, &e, 1);
       break;
     }

@@ -164,6 +164,40 @@ edit "$src/src/core/stream_recv.c" \
             !QuicRecvBufferHasUnreadData(&Stream->RecvBuffer) :
             QuicRecvBufferDrain(&Stream->RecvBuffer, BufferLength)) {'
 
+# Edit 8 — blocking parameters before a client connection starts. msquic runs SetParam on a
+# connection through the connection's worker thread and blocks the caller until the worker has
+# run it (about 50 µs per call here, more when the worker is busy), even before
+# ConnectionStart, when no worker has the connection yet: it has no queued work and nothing
+# else refers to it. STOQ sets a client connection's session ticket, UDP-socket sharing and
+# local address there, so every resumed or socket-sharing connect paid one to three such round
+# trips on the JavaScript thread. Run SetParam inline for a client connection that has not
+# started and has nothing queued (the caller owns it alone until it calls ConnectionStart).
+edit "$src/src/core/api.c" \
+  '    if (MsQuicLib.CustomExecutions ||
+        Connection->WorkerThreadID == CxPlatCurThreadID()) {
+        //
+        // Execute this blocking API call inline if called on the worker thread.
+        //
+        BOOLEAN AlreadyInline = Connection->State.InlineApiExecution;
+        if (!AlreadyInline) {
+            Connection->State.InlineApiExecution = TRUE;
+        }
+        Status = QuicLibrarySetParam(' \
+  '    if (MsQuicLib.CustomExecutions ||
+        Connection->WorkerThreadID == CxPlatCurThreadID() ||
+        (Handle->Type == QUIC_HANDLE_TYPE_CONNECTION_CLIENT &&
+         !Connection->State.Started && !Connection->WorkerProcessing &&
+         !Connection->HasQueuedWork)) {
+        //
+        // Execute this blocking API call inline if called on the worker thread
+        // (STOQ build edit 8: or on a client connection not started yet).
+        //
+        BOOLEAN AlreadyInline = Connection->State.InlineApiExecution;
+        if (!AlreadyInline) {
+            Connection->State.InlineApiExecution = TRUE;
+        }
+        Status = QuicLibrarySetParam('
+
 cmake -S "$src" -B "$build/msquic-cmake" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DQUIC_TLS_LIB=quictls -DQUIC_ENABLE_LOGGING=off -DQUIC_BUILD_SHARED=on \
   -DQUIC_OUTPUT_DIR="$build/msquic-cmake/out" >/dev/null

@@ -201,23 +201,18 @@ export interface StoqListenOptions
 }
 
 /**
- * Client connections to one server: the first {@linkcode SHARE_FROM} open at once get a UDP
- * socket each (as msquic does by default); beyond that they share one, so that thousands of
- * connections do not need thousands of descriptors. Sharing costs each connect two blocking
- * round trips to msquic's thread (the share and local-address parameters), which is why a few
- * connections do not.
+ * Client connections to one server share one UDP socket (msquic's shared binding), so that
+ * thousands of connections do not need thousands of descriptors and a connect does not open a
+ * socket of its own (about 50 µs of a sequential connect). The share and local-address
+ * parameters cost nothing: STOQ's msquic build sets them inline before the connection starts
+ * (native/msquic/build.sh, edit 8).
  */
 interface ServerSockets {
-  /** Connections to the server open now. */
+  /** Connections to the server open now (all on the shared socket). */
   open: number;
-  /** Those of them on the shared socket. */
-  sharers: number;
   /** The shared socket's address, once its first connection completed its handshake. */
   local?: { hostname: string; port: number };
 }
-
-/** Connections to one server open at once before new ones share a UDP socket. */
-const SHARE_FROM = 8;
 
 /** The host and port a connection reaches. */
 interface Target {
@@ -563,9 +558,8 @@ export class StoqEndpoint implements AsyncDisposable {
     const zeroRtt = options.zeroRtt === true && ticket !== undefined;
     const remote = `[${target.literal}]:${target.port}`;
     let socket = this.#sockets.get(remote);
-    if (!socket) this.#sockets.set(remote, socket = { open: 0, sharers: 0 });
-    const share = socket.open >= SHARE_FROM;
-    const local = share ? socket.local : undefined;
+    if (!socket) this.#sockets.set(remote, socket = { open: 0 });
+    const local = socket.local;
     const ptr = lib.stoq_conn_connect(
       this.#runtime.rt,
       lease.ptr,
@@ -574,7 +568,7 @@ export class StoqEndpoint implements AsyncDisposable {
       target.port,
       ticket ?? null,
       ticket?.length ?? 0,
-      (share ? ConnectFlags.SHARE_BINDING : 0) |
+      ConnectFlags.SHARE_BINDING |
         (zeroRtt ? ConnectFlags.DEFER_START : 0),
       local ? cstr(local.hostname) : null,
       local?.port ?? 0,
@@ -587,7 +581,6 @@ export class StoqEndpoint implements AsyncDisposable {
       );
     }
     socket.open++;
-    if (share) socket.sharers++;
     // deno-lint-ignore prefer-const -- the ticket hook reads it once the connection exists
     let conn: StoqConnection;
     conn = StoqConnection.create(
@@ -609,16 +602,15 @@ export class StoqEndpoint implements AsyncDisposable {
           this.#configs.release(lease);
           // Freed, so no longer holding its socket: after the last sharer the shared one is
           // gone, and the next sharer starts another.
-          if (share && --socket.sharers === 0) socket.local = undefined;
           if (--socket.open === 0) this.#sockets.delete(remote);
         },
       },
     );
     this.#track(conn);
-    if (share && !socket.local) {
+    if (!socket.local) {
       // Read once connected, from the shim's copy (no round trip to msquic's thread).
       conn.handshake.then(() => {
-        if (!socket.local && socket.sharers > 0) socket.local = conn.localAddr;
+        if (!socket.local && socket.open > 0) socket.local = conn.localAddr;
       }).catch(() => {/* the next sharer tries */});
     }
     return conn;
