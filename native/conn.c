@@ -314,7 +314,8 @@ stoq_conn* stoq_conn_connect(stoq_rt* rt, stoq_config* cfg, const char* server_n
     (void)rt->api->SetParam(c->h, QUIC_PARAM_CONN_RESUMPTION_TICKET, ticket_len, ticket);
   }
   /* msquic takes an IP literal as server name without resolving it; only a name that differs
-   * from the address needs the address set apart (a blocking call on msquic's worker). */
+   * from the address needs the address set apart. (Before ConnectionStart, STOQ's msquic build
+   * runs these SetParam calls inline: native/msquic/build.sh, edit 8.) */
   if (addr && strcmp(addr, server_name) != 0) {
     QUIC_ADDR remote;
     if (!parse_addr6(addr, port, &remote)) {
