@@ -16,6 +16,7 @@
 
 import parsePrometheus from "npm:parse-prometheus-text-format@1.1.1";
 import { StoqEndpoint } from "../mod.ts";
+import { NodeProcess } from "../tests/_node.ts";
 import { connectAll, oneEcho, rssOf } from "./_echo.ts";
 
 const COUNT = Number(Deno.env.get("STOQ_CONNECTIONS") ?? 10_000);
@@ -42,40 +43,8 @@ listen_addr = "[::1]:0"
 data_dir = "${dir}/data"
 `,
 );
-const node = new Deno.Command(Deno.execPath(), {
-  args: [
-    "run",
-    "-A",
-    "--unstable-net",
-    new URL("../src/node/main.ts", import.meta.url).pathname,
-    "--config",
-    config,
-  ],
-  stdin: "null",
-  stdout: "piped",
-}).spawn();
-
-// The node logs one JSON line per event; read them all (the pipe must not fill up).
-const started = Promise.withResolvers<Record<string, unknown>>();
-const reading = (async () => {
-  let buffered = "";
-  for await (
-    const chunk of node.stdout.pipeThrough(new TextDecoderStream())
-  ) {
-    buffered += chunk;
-    let i;
-    while ((i = buffered.indexOf("\n")) >= 0) {
-      const line = buffered.slice(0, i);
-      buffered = buffered.slice(i + 1);
-      if (line.includes('"node.started"')) started.resolve(JSON.parse(line));
-    }
-  }
-  started.reject(new Error("the node exited before it started"));
-})();
-
-async function nodeHeld(metricsPort: number): Promise<number> {
-  const text = await (await fetch(`http://[::1]:${metricsPort}/metrics`))
-    .text();
+async function nodeHeld(metricsUrl: string): Promise<number> {
+  const text = await (await fetch(metricsUrl)).text();
   const family = (parsePrometheus(text) as {
     name: string;
     metrics: { value: string }[];
@@ -84,16 +53,17 @@ async function nodeHeld(metricsPort: number): Promise<number> {
 }
 
 try {
-  const info = await started.promise;
-  const port = info.port as number;
-  const metricsPort = info.metrics_port as number;
-  const root = await Deno.readTextFile(info.root_file as string);
+  // The node in its own process, its log read as the node tests read it.
+  await using node = await NodeProcess.start({
+    home: dir,
+    args: ["--config", config],
+  });
   await using client = new StoqEndpoint();
   const options = {
     hostname: "::1",
-    port,
+    port: node.port,
     alpnProtocols: ["stoq-echo"],
-    caCerts: [root],
+    caCerts: [await node.root()],
     serverName: "localhost",
     maxIdleTimeout: 600_000,
   };
@@ -105,7 +75,7 @@ try {
     conn.close();
     await conn.finished;
   }
-  const base = rssOf(node.pid);
+  const base = rssOf(node.child.pid);
 
   const { conns, echoMs: rampEchoes, seconds, died } = await connectAll(
     client,
@@ -113,8 +83,8 @@ try {
     COUNT,
     IN_FLIGHT,
   );
-  const rss = rssOf(node.pid);
-  const held = await nodeHeld(metricsPort);
+  const rss = rssOf(node.child.pid);
+  const held = await nodeHeld(node.url("/metrics"));
 
   // With everything held: one echo on each of SAMPLE connections, 32 at a time.
   const heldEchoes: number[] = [];
@@ -157,12 +127,5 @@ try {
   await Promise.all(conns.map((c) => c.finished));
   console.log(`node connections held: ${Math.min(alive, held)}`);
 } finally {
-  try {
-    node.kill("SIGTERM");
-  } catch {
-    // Gone already.
-  }
-  await node.status;
-  await reading.catch(() => {});
   await Deno.remove(dir, { recursive: true });
 }

@@ -332,7 +332,7 @@ export async function spawnEchoServer(
     connectOptions: (extra = {}) => ({
       hostname: "::1",
       port,
-      alpnProtocols: [ALPN],
+      alpnProtocols: [alpn],
       caCerts: [ca],
       ...extra,
     }),

@@ -6,7 +6,6 @@
  * @module
  */
 
-import assert from "node:assert/strict";
 import type {
   StoqConnection,
   StoqConnectOptions,
@@ -27,8 +26,6 @@ export interface NodeProcessOptions {
   task?: boolean;
   /** STOQ_HOME for the node (its default data directory lives there). */
   home: string;
-  /** Wait for `node.started` (default true). */
-  started?: boolean;
 }
 
 /** A node process and its log. */
@@ -42,7 +39,7 @@ export class NodeProcess implements AsyncDisposable {
     resolve: (e: LogEvent) => void;
   }[] = [];
   #reading: Promise<void>;
-  #started: LogEvent | undefined;
+  #started!: LogEvent;
 
   private constructor(child: Deno.ChildProcess) {
     this.child = child;
@@ -68,9 +65,7 @@ export class NodeProcess implements AsyncDisposable {
       stderr: "piped",
     }).spawn();
     const node = new NodeProcess(child);
-    if (options.started !== false) {
-      node.#started = await node.waitFor("node.started", () => true, 120_000);
-    }
+    node.#started = await node.waitFor("node.started", () => true, 120_000);
     return node;
   }
 
@@ -103,7 +98,6 @@ export class NodeProcess implements AsyncDisposable {
 
   /** The `node.started` event. */
   get started(): LogEvent {
-    assert.ok(this.#started, "the node has not started");
     return this.#started;
   }
 
@@ -179,7 +173,7 @@ export class NodeProcess implements AsyncDisposable {
   }
 }
 
-/** A client endpoint that trusts `root` and connects to the node's services as `localhost`. */
+/** A connection from `endpoint` to the node, trusting `root` and naming the node `localhost`. */
 export async function connectNode(
   endpoint: StoqEndpoint,
   port: number,

@@ -97,14 +97,10 @@ if (import.meta.main) {
   } catch (err) {
     fail(err);
   }
-  let reloading = Promise.resolve();
+  // Reloads run one at a time, in order; a failed one is logged and the running config stays.
   const watcher = watchConfig(command.config, () => {
-    // One reload at a time, in order; a failed one is logged and the running config stays.
-    reloading = reloading.then(() =>
-      node.reload(loadNodeConfig(command.config, command.overrides)).then(
-        () => {},
-        () => {},
-      )
+    node.reload(loadNodeConfig(command.config, command.overrides)).catch(
+      () => {},
     );
   });
   let signals = 0;

@@ -7,10 +7,8 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
-import "npm:reflect-metadata@0.2.2";
-import * as x509 from "npm:@peculiar/x509@2.2.0";
 import { StoqError } from "../errors.ts";
+import { parseListenAddr } from "../phoenix/config.ts";
 import { provisionNames } from "../phoenix/identity.ts";
 import {
   type StoqAddr,
@@ -34,7 +32,6 @@ import {
   dataDirOf,
   keyError,
   type LoadedConfig,
-  splitAddr,
   transportOptions,
 } from "./config/load.ts";
 import { ECHO_ALPN, type NodeConfig, SINK_ALPN } from "./config/schema.ts";
@@ -63,7 +60,6 @@ interface Served {
   id: number;
   conn: StoqConnection;
   service: string;
-  peer: string;
   streams: number;
   opened: number;
 }
@@ -120,7 +116,6 @@ export class StoqNode implements AsyncDisposable {
   #bundle: SignedTrustBundle;
   #tokens: Set<string>;
   readonly #served = new Map<StoqConnection, Served>();
-  #rootNotAfter = 0;
   #nextId = 1;
   #streams = 0;
   #draining = false;
@@ -158,7 +153,7 @@ export class StoqNode implements AsyncDisposable {
       logEntries: () => this.#ca.treeSize,
       certificateExpiry: () => ({
         node: this.#identity.notAfter.getTime() / 1000,
-        root: this.#rootNotAfter,
+        root: this.#ca.rootNotAfter.getTime() / 1000,
       }),
     }, { ca: parts.ca.name, version: NODE_VERSION });
     this.#trustchain = new TrustChainHandler({
@@ -219,28 +214,32 @@ export class StoqNode implements AsyncDisposable {
       if (codeOf(err) !== "INVALID_ARGUMENT") throw err;
       throw keyError(loaded, "trustchain", "store", messageOf(err));
     }
-    if (tc.key_file !== undefined) {
-      try {
-        await Deno.stat(tc.key_file);
-      } catch (cause) {
-        await store.close?.();
-        throw pathError(
-          loaded,
-          "trustchain",
-          "key_file",
-          tc.key_file,
-          "which cannot be read",
-          cause,
-        );
+    let ca: CertificateAuthority;
+    try {
+      if (tc.key_file !== undefined) {
+        await Deno.stat(tc.key_file).catch((cause) => {
+          throw pathError(
+            loaded,
+            "trustchain",
+            "key_file",
+            tc.key_file!,
+            "which cannot be read",
+            cause,
+          );
+        });
       }
+      ca = await CertificateAuthority.open({
+        name: tc.name,
+        store,
+        domain: tc.domain,
+        allowedNames: [`*.${tc.domain}`, "localhost", ...tc.server_names],
+        ...(tc.key_file !== undefined ? { keyFile: tc.key_file } : {}),
+      });
+    } catch (err) {
+      // A CA that did not open does not own the store (ca.close() would close it).
+      await store.close?.();
+      throw err;
     }
-    const ca = await CertificateAuthority.open({
-      name: tc.name,
-      store,
-      domain: tc.domain,
-      allowedNames: [`*.${tc.domain}`, "localhost", ...tc.server_names],
-      ...(tc.key_file !== undefined ? { keyFile: tc.key_file } : {}),
-    });
     let endpoint: StoqEndpoint | undefined;
     try {
       await Deno.writeTextFile(`${dataDir}/root.pem`, ca.rootPem);
@@ -251,7 +250,7 @@ export class StoqNode implements AsyncDisposable {
       const bundle = await StoqNode.#loadBundle(loaded, ca, dataDir);
       const tokens = await StoqNode.#loadTokens(loaded);
       const identity = await StoqNode.#provision(ca, config);
-      const { hostname, port } = splitAddr(config.network.listen_addr);
+      const { hostname, port } = parseListenAddr(config.network.listen_addr);
       endpoint = new StoqEndpoint({
         hostname,
         port,
@@ -372,13 +371,10 @@ export class StoqNode implements AsyncDisposable {
 
   async #begin(): Promise<void> {
     const config = this.config;
-    this.#rootNotAfter =
-      new x509.X509Certificate(this.#ca.rootPem).notAfter.getTime() /
-      1000;
     await this.#startRotation();
     if (config.metrics.enabled) {
       this.#monitor = await startMonitor(
-        splitAddr(config.metrics.listen_addr),
+        parseListenAddr(config.metrics.listen_addr),
         {
           registry: this.#metrics.registry,
           series: () => this.#metrics.series(),
@@ -409,7 +405,7 @@ export class StoqNode implements AsyncDisposable {
         : null,
       metrics_port: this.#monitor?.addr.port ?? null,
       ca: this.#ca.name,
-      root_sha256: this.rootFingerprint,
+      root_sha256: this.#ca.rootFingerprint,
       root_file: `${this.#dataDir}/root.pem`,
       server_names: this.#identity.names,
       certificate_serial: this.#identity.serial,
@@ -458,31 +454,6 @@ export class StoqNode implements AsyncDisposable {
   /** The QUIC address the services listen on. */
   get addr(): StoqAddr {
     return this.#listener.addr;
-  }
-
-  /** The HTTP monitor's address, when it runs. */
-  get metricsAddr(): { hostname: string; port: number } | undefined {
-    return this.#monitor?.addr;
-  }
-
-  /** The CA's root certificate, PEM (also in `<data_dir>/root.pem`). */
-  get rootPem(): string {
-    return this.#ca.rootPem;
-  }
-
-  /** SHA-256 of the CA's root certificate (DER), hex: what clients pin to fetch the root. */
-  get rootFingerprint(): string {
-    return createHash("sha256").update(this.#ca.rootDer).digest("hex");
-  }
-
-  /** The node's current certificate. */
-  get identity(): ProvisionedIdentity {
-    return this.#identity;
-  }
-
-  /** Connections open now. */
-  get connections(): number {
-    return this.#served.size;
   }
 
   /** Resolves once the node has stopped. */
@@ -537,7 +508,6 @@ export class StoqNode implements AsyncDisposable {
       id,
       conn,
       service,
-      peer,
       streams: 0,
       opened: performance.now(),
     };
@@ -631,6 +601,9 @@ export class StoqNode implements AsyncDisposable {
   reload(
     loaded: LoadedConfig | Promise<LoadedConfig>,
   ): Promise<ConfigChanges> {
+    // A file that fails to load while an earlier reload runs is reported in its turn, not as
+    // an unhandled rejection now.
+    if (loaded instanceof Promise) loaded.catch(() => {});
     const run = this.#reloading.then(() => this.#reload(loaded));
     this.#reloading = run.catch(() => {/* reported by #reload */});
     return run;

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { Ajv, type ErrorObject } from "npm:ajv@8.17.1";
+import { Ajv, type ErrorObject, type ValidateFunction } from "npm:ajv@8.17.1";
 import { parse, TomlError } from "npm:smol-toml@1.9.1";
 import { StoqError } from "../errors.ts";
 import type { PhoenixOptions } from "./phoenix.ts";
@@ -220,7 +220,6 @@ function describeAllowed(schema: ConfigSchema | undefined): string {
       }`
       : `an array of ${items?.type ?? "value"}s`;
   }
-  if (schema.pattern && schema.description) return schema.description;
   return `${
     schema.type === "integer" ? "an integer" : `a ${schema.type}`
   }${range}`;
@@ -256,6 +255,27 @@ export async function readConfigText(path: string): Promise<string> {
   }
 }
 
+// Compiled once per set of sections (module constants): compiling takes milliseconds, and the
+// node parses its file at start and on every reload.
+const validators = new WeakMap<object, ValidateFunction>();
+
+function validatorFor(
+  sections: Record<string, ConfigSchema>,
+): ValidateFunction {
+  let validate = validators.get(sections);
+  if (!validate) {
+    const ajv = new Ajv({ allErrors: true, strict: false });
+    ajv.addFormat("listen-addr", { type: "string", validate: isListenAddr });
+    validate = ajv.compile({
+      type: "object",
+      additionalProperties: false,
+      properties: sections,
+    });
+    validators.set(sections, validate);
+  }
+  return validate;
+}
+
 /** Validates TOML text; `path` names it in errors. See {@linkcode loadConfig}. */
 export function parseConfig(
   text: string,
@@ -289,14 +309,7 @@ export function parseConfig(
       );
     }
   }
-  const schema = {
-    type: "object",
-    additionalProperties: false,
-    properties: sections,
-  };
-  const ajv = new Ajv({ allErrors: true, strict: false });
-  ajv.addFormat("listen-addr", { type: "string", validate: isListenAddr });
-  const validate = ajv.compile(schema);
+  const validate = validatorFor(sections);
   if (validate(data)) return data as Record<string, Record<string, unknown>>;
   const error = (validate.errors as ErrorObject[])[0];
   const parts = error.instancePath.split("/").filter(Boolean);

@@ -91,7 +91,7 @@ import type {
   CertificateRecord,
   RevocationRecord,
 } from "./store/store.ts";
-import { fromBase64, toBase64 } from "./core/_bytes.ts";
+import { bytesToHex, fromBase64, toBase64 } from "./core/_bytes.ts";
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -480,6 +480,16 @@ export class CertificateAuthority implements AsyncDisposable {
   /** The root certificate PEM. */
   get rootPem(): string {
     return this.#id.root.toString("pem");
+  }
+
+  /** SHA-256 of the root certificate (DER), hex: what clients pin to fetch the root. */
+  get rootFingerprint(): string {
+    return bytesToHex(this.#id.issuerFingerprint);
+  }
+
+  /** When the root certificate expires. */
+  get rootNotAfter(): Date {
+    return this.#id.root.notAfter;
   }
 
   /** The Falcon-512 public key that co-signs certificates and checkpoints. */

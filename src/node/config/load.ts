@@ -222,14 +222,3 @@ export function transportOptions(config: NodeConfig): StoqTransportOptions {
     datagrams: n.datagrams,
   };
 }
-
-/**
- * Splits `"[address]:port"` (already validated).
- *
- * @param addr The address.
- * @returns Host and port.
- */
-export function splitAddr(addr: string): { hostname: string; port: number } {
-  const m = /^\[([^\]]+)\]:(\d+)$/.exec(addr)!;
-  return { hostname: m[1], port: Number(m[2]) };
-}

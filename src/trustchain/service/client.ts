@@ -216,9 +216,8 @@ export class TrustChainClient implements AsyncDisposable {
    * import { StoqEndpoint } from "../../transport/mod.ts";
    * import { TrustChainService } from "./server.ts";
    * import { TrustChainClient } from "./client.ts";
-   * import { createHash } from "node:crypto";
    * const ca = await CertificateAuthority.open({ name: "ca-1", store: new MemoryCaStore() });
-   * const fingerprint = createHash("sha256").update(ca.rootDer).digest("hex");
+   * const fingerprint = ca.rootFingerprint;
    * await using endpoint = new StoqEndpoint({ hostname: "::1" });
    * await using service = await TrustChainService.listen(endpoint, { ca });
    * const root = await TrustChainClient.fetchRoot(endpoint, {
@@ -272,7 +271,7 @@ export class TrustChainClient implements AsyncDisposable {
           `The service at [${opts.hostname}]:${opts.port} names a root whose SHA-256 is not ${fingerprint}`,
         );
       }
-      return new x509.X509Certificate(buf(root)).toString("pem");
+      return pem(root, "CERTIFICATE");
     } finally {
       await client.close();
     }
