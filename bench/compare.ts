@@ -1,7 +1,7 @@
 /**
  * `deno task bench:compare`: the C baseline over the same libmsquic (bench/c_baseline.c), STOQ
- * and Deno's built-in QUIC on the same scenarios, measured in one run with alternating rounds so
- * that machine noise hits all alike. Each server runs in its own process (as on two hosts); the
+ * and Deno's built-in QUIC on the same scenarios, measured in one run in rounds, with who goes
+ * first rotating, so that machine noise hits all alike. Each server runs in its own process (as on two hosts); the
  * STOQ and Deno clients run in this process, the C client in its own. Every payload byte is
  * hashed (SHA-256) by its receiver and checked, on all three.
  *
@@ -75,9 +75,17 @@ try {
     for (const [name, s] of scenarios) {
       const row = rows.get(name)!;
       const bytes = totalBytes(s);
-      const c = cServer ? await cRun(cServer, s) : undefined;
-      const stoq = gbps(bytes, await stoqRun(stoqServer, s));
-      const deno = gbps(bytes, await denoRun(denoServer, s));
+      // Who goes first rotates from round to round, so that what a run leaves behind (the
+      // peer's buffers, the scheduler's state) does not favour one side.
+      let c: number | undefined, stoq = 0, deno = 0;
+      const runs = [
+        async () => c = cServer ? await cRun(cServer, s) : undefined,
+        async () => stoq = gbps(bytes, await stoqRun(stoqServer, s)),
+        async () => deno = gbps(bytes, await denoRun(denoServer, s)),
+      ];
+      for (let i = 0; i < runs.length; i++) {
+        await runs[(i + r - 1) % runs.length]();
+      }
       if (c !== undefined) row.c.push(c);
       row.stoq.push(stoq);
       row.deno.push(deno);

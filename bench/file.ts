@@ -3,8 +3,9 @@
  * STOQ's io_uring file plane (`conn.sendFile()` → `stream.receiveToFile()`, the bytes never
  * enter JS) and through the C baseline doing the same over the same libmsquic (pread 1 MiB
  * at a time into buffers msquic sends from, pwrite on the receiving side; bench/c_baseline.c),
- * in alternating rounds. Each received file is checked against the source by SHA-256 (outside
- * the timing) and removed, and the page cache is flushed (`sync`) between runs. For reference
+ * in rounds that alternate which goes first. Each received file is checked against the source
+ * by SHA-256 (outside the timing) and removed, and the page cache is flushed (`sync`) between
+ * runs. For reference
  * each round also runs the C baseline's hashed memory-to-memory upload of the same size.
  *
  * Prints every round, the medians, and last `file STOQ/C ratio: <n>` (against the C
@@ -142,25 +143,44 @@ try {
     }`,
   );
   for (let r = 1; r <= rounds; r++) {
-    let cText = "";
-    if (cServer) {
+    // Which side goes first alternates: a run right after the previous file's removal and
+    // `sync` can meet the disk still settling (rates halved in some runs), and that must not
+    // fall on one side only.
+    const runStoq = async () => {
+      const s = gbps(mib * MIB, await stoqFile(`${dir}/stoq.bin`));
+      await checked(`${dir}/stoq.bin`, "STOQ");
+      stoq.push(s);
+    };
+    const runC = async () => {
+      if (!cServer) return;
       const g = await cFile(`${dir}/c.bin`);
       await checked(`${dir}/c.bin`, "C baseline");
+      c.push(g);
+    };
+    if (r % 2 === 1) {
+      await runC();
+      await runStoq();
+    } else {
+      await runStoq();
+      await runC();
+    }
+    let cText = "";
+    if (cServer) {
       const up = await cRun(cServer, {
         kind: "up",
         bytes: mib * MIB,
         write: MIB,
       });
-      c.push(g);
       cUp.push(up);
-      cText = `C file ${g.toFixed(2)}, C upload (memory, hashed) ${
+      cText = `C file ${c.at(-1)!.toFixed(2)}, C upload (memory, hashed) ${
         up.toFixed(2)
       }, `;
     }
-    const s = gbps(mib * MIB, await stoqFile(`${dir}/stoq.bin`));
-    await checked(`${dir}/stoq.bin`, "STOQ");
-    stoq.push(s);
-    console.log(`  round ${r}: ${cText}STOQ file ${s.toFixed(2)} Gbit/s`);
+    console.log(
+      `  round ${r} (${r % 2 === 1 ? "C" : "STOQ"} first): ${cText}STOQ file ${
+        stoq.at(-1)!.toFixed(2)
+      } Gbit/s`,
+    );
   }
   console.log(`STOQ file median: ${median(stoq).toFixed(2)} Gbit/s`);
   if (c.length > 0) {
