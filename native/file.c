@@ -523,6 +523,8 @@ int32_t op_recv_file(stoq_rt* rt, stoq_op* op) {
   /* The peer's FIN may have been processed before the transfer existed (every byte was then
    * already completed by JS): the file is whole as soon as what JS hands over is written. */
   if (atomic_load(&s->peer_fin)) file_on_peer_fin(s, x);
+  /* Likewise a reset: the transfer ends as soon as what it has is written. */
+  if (atomic_load(&s->peer_reset)) file_on_abort_receive(s);
   return 0;
 }
 

@@ -134,6 +134,8 @@ struct stoq_stream {
   _Atomic(struct stoq_xfer*) xfer;
   /* PEER_SEND_SHUTDOWN came: every byte up to the FIN was completed (by JS or by a file). */
   _Atomic uint8_t peer_fin;
+  /* PEER_SEND_ABORTED came: the peer reset its sending side; nothing more will arrive. */
+  _Atomic uint8_t peer_reset;
 };
 
 /* A small send copied by the shim: msquic's descriptor followed by the bytes. */

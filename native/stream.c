@@ -99,7 +99,11 @@ QUIC_STATUS QUIC_API stream_cb(HQUIC h, void* ctx, QUIC_STREAM_EVENT* ev) {
       break;
     }
     case QUIC_STREAM_EVENT_PEER_SEND_ABORTED:
+      atomic_store(&s->peer_reset, 1);
       push(rt, STOQ_EV_STREAM_PEER_SEND_ABORTED, s->id, 0, ev->PEER_SEND_ABORTED.ErrorCode, 0, 0);
+      /* A file receiving the stream ends now (its FILE_DONE follows the record above), not when
+       * the stream does: on a bidirectional stream that waits for this side's sending too. */
+      file_on_abort_receive(s);
       break;
     case QUIC_STREAM_EVENT_PEER_RECEIVE_ABORTED:
       push(rt, STOQ_EV_STREAM_PEER_RECV_ABORTED, s->id, 0, ev->PEER_RECEIVE_ABORTED.ErrorCode, 0, 0);

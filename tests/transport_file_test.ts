@@ -203,3 +203,62 @@ Deno.test("aborting receiveToFile on a bidirectional stream rejects with ABORTED
     await Deno.remove(dst);
   }
 });
+
+Deno.test("a disk that fills up during receiveToFile fails it with FILE_ERROR (ENOSPC), the sender sees the stop, the connection lives on", async () => {
+  const src = await tempFile(randomBytes(16 * 1024 * 1024));
+  try {
+    {
+      await using p = await pair();
+      const received = (async () => {
+        const { value: stream } = await p.peer.incomingUnidirectionalStreams
+          .getReader().read();
+        // Every write to /dev/full fails with ENOSPC, as on a full disk.
+        return await stream!.receiveToFile("/dev/full");
+      })();
+      received.catch(() => {}); // asserted below
+      const sending = p.conn.sendFile(src);
+      sending.catch(() => {});
+      const err = assertStoqError(await rejection(received), "FILE_ERROR");
+      assert.match(err.message, /space/i);
+      assertStoqError(await rejection(sending), "PEER_STOPPED");
+      // The connection still carries streams both ways.
+      const s = await p.conn.createBidirectionalStream();
+      const w = s.writable.getWriter();
+      await w.write(new Uint8Array([1, 2, 3]));
+      await w.close();
+      const { value: back } = await p.peer.incomingBidirectionalStreams
+        .getReader().read();
+      let n = 0;
+      for await (const chunk of back!.readable) n += chunk.byteLength;
+      assert.equal(n, 3);
+    }
+    assert.equal((await nativeCounts()).fileTransfers, 0);
+  } finally {
+    await Deno.remove(src);
+  }
+});
+
+Deno.test("a peer that resets its side of a bidirectional stream fails receiveToFile with PEER_RESET at once, with the file closed", async () => {
+  const dst = await Deno.realPath(await tempFile());
+  try {
+    await using p = await pair();
+    const { writable } = await p.conn.createBidirectionalStream();
+    const w = writable.getWriter();
+    await w.write(randomBytes(1024 * 1024));
+    const { value: stream } = await p.peer.incomingBidirectionalStreams
+      .getReader().read();
+    const receiving = stream!.readable.receiveToFile(dst);
+    receiving.catch(() => {}); // asserted below
+    await w.write(randomBytes(1024 * 1024));
+    await w.abort(9);
+    // The receiver's own direction stays open: the stream does not end, the transfer does.
+    const err = assertStoqError(await rejection(receiving), "PEER_RESET");
+    assert.equal(err.appCode, 9n);
+    assert.equal(openDescriptors(dst), 0);
+    const back = stream!.writable.getWriter();
+    await back.write(new Uint8Array([1]));
+    await back.close();
+  } finally {
+    await Deno.remove(dst);
+  }
+});

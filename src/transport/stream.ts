@@ -170,10 +170,11 @@ export interface StoqReceiveStream
    * the shim, with io_uring: the bytes never enter JS. Resolves once the peer finished the
    * stream and every byte is written. Needs write permission for `path`.
    *
-   * @throws {StoqError} `FILE_ERROR` when the file cannot be opened or written,
-   *   `PERMISSION_DENIED` without write permission, `ABORTED` when the signal fires, the
-   *   stream's error when it fails; `INVALID_ARGUMENT` when the stream is locked; `CLOSED`
-   *   when the readable was cancelled.
+   * @throws {StoqError} `FILE_ERROR` when the file cannot be opened or written (a full disk:
+   *   the peer is told to stop sending), `PERMISSION_DENIED` without write permission,
+   *   `ABORTED` when the signal fires, the stream's error when it fails (`PEER_RESET` when the
+   *   peer resets its side); `INVALID_ARGUMENT` when the stream is locked; `CLOSED` when the
+   *   readable was cancelled. It rejects only once the file is closed.
    */
   receiveToFile(
     path: string | URL,
@@ -366,6 +367,8 @@ interface FileTransfer {
   sending: boolean;
   finished: boolean;
   aborted?: AbortSignal;
+  /** The shim's FILE_DONE came with the stream's failure, before JS knew that failure. */
+  ended?: boolean;
 }
 
 type ReadMode = "stream" | "in-place" | "file";
@@ -398,9 +401,6 @@ export class StreamCore {
   // Stream offset up to which JS completed bytes (or handed them to a file).
   #recvCompleted = 0;
   #fin = false;
-  // msquic said every byte up to the FIN was completed (PEER_SEND_SHUTDOWN): a file receiving
-  // them is whole, and the shim reports it (FILE_DONE) even after the stream is gone.
-  #peerSendDone = false;
   #readDone = false;
   #readWanted = false;
   #delivering = false;
@@ -608,7 +608,6 @@ export class StreamCore {
         break;
       }
       case Ev.STREAM_PEER_SEND_SHUTDOWN:
-        this.#peerSendDone = true;
         // msquic raises this only once every byte up to the FIN was indicated and completed
         // (QuicStreamReceiveComplete). When the FIN arrived after the last data indication, no
         // RECV record carries the FIN flag: this event is then the only end-of-stream signal.
@@ -763,7 +762,9 @@ export class StreamCore {
     this.#inPlaceRead?.reject(err);
     this.#inPlaceRead = undefined;
     this.#controller?.error(err);
-    if (this.#file && !this.#file.sending) this.#fileFailed(err);
+    // A file receiving the stream is settled by the shim's FILE_DONE, once the writes still in
+    // flight are done and the file is closed: its own error (a full disk) comes first there.
+    if (this.#file?.ended && !this.#file.sending) this.#fileFailed(err);
   }
 
   #cancelReceive(reason: unknown): void {
@@ -1051,6 +1052,8 @@ export class StreamCore {
     // Aborted by the signal: the shim closed the file; nothing else may ever end the transfer
     // (a receive aborted on a stream whose other direction stays open).
     if (file.aborted) return this.#fileFailed(statusError(status, what));
+    // The file is closed; the stream's failure that ended it settles it on arrival.
+    file.ended = true;
   }
 
   #fileFailed(err: StoqError): void {
@@ -1416,11 +1419,12 @@ export class StreamCore {
       this.#finishPending = connectionShutdown;
       return;
     }
-    // A file that received the whole stream is settled by the shim's FILE_DONE, which can
-    // follow the stream's end (the transfer attached after it): keep listening until then.
+    // A file receiving the stream is settled by the shim's FILE_DONE, which can follow the
+    // stream's end (the transfer attached after it, writes still in flight, a write that
+    // failed and aborted the stream): keep listening until then.
     if (
       this.#file && !this.#file.finished && !this.#file.sending &&
-      this.#peerSendDone && !connectionShutdown && !force
+      !connectionShutdown && !force
     ) {
       this.#finishPending = false;
       return;
