@@ -262,3 +262,35 @@ Deno.test("a peer that resets its side of a bidirectional stream fails receiveTo
     await Deno.remove(dst);
   }
 });
+
+Deno.test("a file that shrinks while sendFile reads it fails the send with FILE_ERROR and resets the stream", async () => {
+  const src = await tempFile(randomBytes(64 * 1024 * 1024));
+  const dst = await tempFile();
+  try {
+    {
+      await using p = await pair();
+      const received = (async () => {
+        const { value: stream } = await p.peer.incomingUnidirectionalStreams
+          .getReader().read();
+        return await stream!.receiveToFile(dst);
+      })();
+      received.catch(() => {}); // asserted below
+      let truncated = false;
+      const sending = p.conn.sendFile(src, {
+        progressInterval: 1024 * 1024,
+        onProgress: () => {
+          if (!truncated) Deno.truncateSync(src, 4 * 1024 * 1024);
+          truncated = true;
+        },
+      });
+      const err = assertStoqError(await rejection(sending), "FILE_ERROR");
+      assert.match(err.message, new RegExp(src));
+      assertStoqError(await rejection(received), "PEER_RESET");
+      p.conn.stats(); // throws once the connection is gone
+    }
+    assert.equal((await nativeCounts()).fileTransfers, 0);
+  } finally {
+    await Deno.remove(src);
+    await Deno.remove(dst);
+  }
+});

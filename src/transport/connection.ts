@@ -620,9 +620,11 @@ export class StoqConnection implements AsyncDisposable {
    * every byte. Waits for stream credit like {@linkcode createUnidirectionalStream}. Needs
    * read permission for `path`.
    *
-   * @throws {StoqError} `FILE_ERROR` when the file cannot be opened or read,
-   *   `PERMISSION_DENIED` without read permission, `ABORTED` when the signal fires, the
-   *   stream's or the connection's error when they fail.
+   * @throws {StoqError} `FILE_ERROR` when the file cannot be opened or read (also when it
+   *   shrinks while it is sent: the stream is reset), `PERMISSION_DENIED` without read
+   *   permission, `ABORTED` when the signal fires, the stream's or the connection's error when
+   *   they fail (`PEER_STOPPED` when the peer stops reading). It rejects only once the file is
+   *   closed.
    */
   async sendFile(
     path: string | URL,

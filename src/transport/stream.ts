@@ -1403,7 +1403,11 @@ export class StreamCore {
     this.#closeWaiter?.reject(this.#sendError);
     this.#closeWaiter = undefined;
     this.#cancelSlotWaits();
-    if (this.#file?.sending) this.#fileFailed(this.#sendError);
+    // A file sending on the stream is settled by the shim's FILE_DONE, once its reads in flight
+    // are done and the file is closed: its own error (a read that failed) comes first there.
+    if (this.#file?.sending && this.#file.ended) {
+      this.#fileFailed(this.#sendError);
+    }
   }
 
   // ---- end ----
@@ -1419,12 +1423,11 @@ export class StreamCore {
       this.#finishPending = connectionShutdown;
       return;
     }
-    // A file receiving the stream is settled by the shim's FILE_DONE, which can follow the
-    // stream's end (the transfer attached after it, writes still in flight, a write that
+    // A file transfer is settled by the shim's FILE_DONE, which can follow the stream's end
+    // (a receive attached after it, reads or writes still in flight, a read or write that
     // failed and aborted the stream): keep listening until then.
     if (
-      this.#file && !this.#file.finished && !this.#file.sending &&
-      !connectionShutdown && !force
+      this.#file && !this.#file.finished && !connectionShutdown && !force
     ) {
       this.#finishPending = false;
       return;
