@@ -294,3 +294,41 @@ Deno.test("a file that shrinks while sendFile reads it fails the send with FILE_
     await Deno.remove(dst);
   }
 });
+
+Deno.test("a connection closed in the middle of a transfer fails both ends with its error, the files closed", async () => {
+  const src = await Deno.realPath(
+    await tempFile(randomBytes(64 * 1024 * 1024)),
+  );
+  const dst = await Deno.realPath(await tempFile());
+  try {
+    {
+      await using p = await pair();
+      const received = (async () => {
+        const { value: stream } = await p.peer.incomingUnidirectionalStreams
+          .getReader().read();
+        return await stream!.receiveToFile(dst);
+      })();
+      received.catch(() => {}); // asserted below
+      let closed = false;
+      const sending = p.conn.sendFile(src, {
+        progressInterval: 1024 * 1024,
+        onProgress: () => {
+          if (!closed) p.conn.close({ closeCode: 5, reason: "enough" });
+          closed = true;
+        },
+      });
+      assertStoqError(await rejection(sending), "CONNECTION_CLOSED");
+      assert.equal(openDescriptors(src), 0);
+      const err = assertStoqError(
+        await rejection(received),
+        "CONNECTION_CLOSED",
+      );
+      assert.equal(err.appCode, 5n);
+      assert.equal(openDescriptors(dst), 0);
+    }
+    assert.equal((await nativeCounts()).fileTransfers, 0);
+  } finally {
+    await Deno.remove(src);
+    await Deno.remove(dst);
+  }
+});

@@ -1462,18 +1462,19 @@ export class StreamCore {
         this.#finalStats = this.#sendStats();
       } catch { /* no figures from msquic */ }
     }
-    if (this.#file && !this.#file.finished) {
-      this.#fileFailed(
-        this.#file.sending ? this.#sendError ?? err : this.#readError ?? err,
-      );
-    }
+    const fileError = this.#file && !this.#file.finished
+      ? this.#file.sending ? this.#sendError ?? err : this.#readError ?? err
+      : undefined;
     this.#closed = true;
     this.#cancelSlotWaits();
     this.#rt.unregister(this.id);
     // Operations queued for this handle (the RECV_COMPLETE just above, a shutdown) must reach
     // the shim before the handle is freed, or they would run on freed memory.
     this.#rt.flush();
-    this.#rt.closeHandle(CloseKind.STREAM, this.ptr);
+    const freed = this.#rt.closeHandle(CloseKind.STREAM, this.ptr);
+    // Freeing the stream waits for a transfer's reads and writes in flight and closes its file
+    // (the connection went first, so no FILE_DONE will): settle the transfer after that.
+    if (fileError) freed.then(() => this.#fileFailed(fileError));
     this.#owner.streamClosed(this);
   }
 }
