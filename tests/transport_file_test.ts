@@ -94,6 +94,11 @@ Deno.test("a file that cannot be opened fails with FILE_ERROR before any stream 
   assert.match(assertStoqError(missing, "FILE_ERROR").message, /No such file/);
   const directory = await rejection(p.conn.sendFile(Deno.cwd()));
   assertStoqError(directory, "FILE_ERROR");
+  const device = await rejection(p.conn.sendFile("/dev/zero"));
+  assert.match(
+    assertStoqError(device, "FILE_ERROR").message,
+    /not a regular file/,
+  );
   assert.equal(p.client.nativeCounts().streams, before);
   assertStoqError(await rejection(p.conn.sendFile("")), "INVALID_ARGUMENT");
 });

@@ -202,6 +202,8 @@ const TLS_ALERT_BAD_CERTIFICATE = 42;
 const datagramScratch = new Uint8Array(65536);
 // QUIC_CONNECTION_SHUTDOWN_FLAG_SILENT: no CONNECTION_CLOSE is sent, nothing is waited for.
 const SHUTDOWN_SILENT = 1n;
+// errno the shim's file open returns for a path that is not a regular file (nor a directory).
+const EINVAL = 22;
 const internal = Symbol("stoq.internal");
 
 /**
@@ -641,6 +643,14 @@ export class StoqConnection implements AsyncDisposable {
       new Uint8Array(fd.buffer),
       new Uint8Array(size.buffer),
     );
+    if (err === EINVAL) {
+      // The shim's answer for a device, pipe or socket: its length is not known in advance.
+      throw new StoqError(
+        "FILE_ERROR",
+        `Cannot send ${file}: it is not a regular file; send other sources through a stream (createUnidirectionalStream)`,
+        { status: err },
+      );
+    }
     if (err !== 0) throw fileError(lib, err, `open ${file} for reading`);
     let core: StreamCore;
     try {
