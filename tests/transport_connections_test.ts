@@ -697,3 +697,34 @@ Deno.test("a client without a certificate is refused by a listener that requires
   listener.stop();
   assertStoqError(await rejection(accepting), "CLOSED");
 });
+
+Deno.test("a stream given up while waiting for credit keeps its place in line: the peer sees it reset, then the next waiter opens", async () => {
+  await using p = await pair({
+    listen: { maxConcurrentBidirectionalStreams: 1 },
+  });
+  const first = await p.conn.createBidirectionalStream();
+  const controller = new AbortController();
+  const givenUp = p.conn.createBidirectionalStream({
+    signal: controller.signal,
+  });
+  const next = p.conn.createBidirectionalStream();
+  controller.abort();
+  assertStoqError(await rejection(givenUp), "ABORTED");
+  const incoming = p.peer.incomingBidirectionalStreams.getReader();
+  // The first stream ends both ways; the peer frees its credit.
+  await writeAll(first.writable, new Uint8Array([1]));
+  const { value: one } = await incoming.read();
+  assert.equal((await readAll(one!.readable)).byteLength, 1);
+  await one!.writable.close();
+  assert.equal((await readAll(first.readable)).byteLength, 0);
+  // The stream given up opens next, already reset; taking it frees the credit for `next`.
+  const { value: two } = await incoming.read();
+  assertStoqError(
+    await rejection(two!.readable.getReader().read()),
+    "PEER_RESET",
+  );
+  const opened = await next;
+  await writeAll(opened.writable, new Uint8Array([2, 3]));
+  const { value: three } = await incoming.read();
+  assert.equal((await readAll(three!.readable)).byteLength, 2);
+});

@@ -51,7 +51,9 @@ export interface StoqStreamOptions {
    */
   waitUntilAvailable?: boolean;
   /**
-   * Gives up waiting for stream credit: the promise rejects with `ABORTED`.
+   * Gives up waiting for stream credit: the promise rejects with `ABORTED`. The stream given
+   * up keeps its place in line (QUIC numbers streams in order): when credit comes it opens
+   * already reset, and the peer frees its credit once it takes it from its incoming streams.
    * @default {undefined}
    */
   signal?: AbortSignal;
