@@ -77,6 +77,22 @@ Deno.test("a write buffer given back unsent returns to the pool; committing twic
   assert.equal(back.hash, sha256(new Uint8Array(100).fill(5)));
 });
 
+Deno.test("write buffers committed after the writable was aborted reject with its reason and go back to the pool", async () => {
+  await using p = await pair();
+  const writable = await p.conn.createUnidirectionalStream();
+  const before = p.client.nativeCounts().poolSlotsInUse;
+  const buffers = await Promise.all(
+    Array.from({ length: 5 }, () => writable.getWriteBuffer()),
+  );
+  assert.equal(p.client.nativeCounts().poolSlotsInUse, before + 5);
+  await writable.abort(3);
+  for (const buffer of buffers) {
+    assert.equal(await rejection(buffer.commit(100)), 3);
+    assert.equal(buffer.bytes.byteLength, 0);
+  }
+  assert.equal(p.client.nativeCounts().poolSlotsInUse, before);
+});
+
 Deno.test("an in-place reader reads 64 MiB without copies; released loans are detached", async () => {
   await using p = await pair();
   const data = randomBytes(64 * 1024 * 1024);

@@ -204,7 +204,9 @@ export interface StoqWriteBuffer extends Disposable {
    * it) through a writer does the same.
    *
    * @throws {StoqError} `INVALID_ARGUMENT` when already committed or `length` is out of range,
-   *   or when the writable is locked by something other than a writer from `getWriter()`.
+   *   or when the writable is locked by something other than a writer from `getWriter()`;
+   *   the writable's error when it errored (aborted, or its stream failed): the buffer then
+   *   goes back to the pool and `bytes` is detached.
    */
   commit(length?: number): Promise<void>;
   /** Gives the buffer back unsent (nothing happens once committed). */
@@ -1183,11 +1185,17 @@ export class StreamCore {
           );
         }
         const view = bytes.subarray(0, length);
+        // A writable that errored (aborted, failed) rejects the write without taking the
+        // slot: give it back then (once taken, the stream returns it itself).
+        const back = (err: unknown) => {
+          give();
+          throw err;
+        };
         if (!writable.locked) {
           const w = writable.getWriter();
           const written = w.write(view);
           w.releaseLock();
-          return written;
+          return written.catch(back);
         }
         const w = this.#writer;
         if (!w) {
@@ -1198,7 +1206,7 @@ export class StreamCore {
             ),
           );
         }
-        return w.write(view);
+        return w.write(view).catch(back);
       },
       [Symbol.dispose]: give,
     };
