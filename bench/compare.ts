@@ -1,9 +1,9 @@
 /**
  * `deno task bench:compare`: the C baseline over the same libmsquic (bench/c_baseline.c), STOQ
  * and Deno's built-in QUIC on the same scenarios, measured in one run in rounds, with who goes
- * first rotating, so that machine noise hits all alike. Each server runs in its own process (as on two hosts); the
- * STOQ and Deno clients run in this process, the C client in its own. Every payload byte is
- * hashed (SHA-256) by its receiver and checked, on all three.
+ * first rotating, so that machine noise hits all alike. Each server runs in its own process
+ * (as on two hosts); the STOQ and Deno clients run in this process, the C client in its own.
+ * Every payload byte is hashed (SHA-256) by its receiver and checked, on all three.
  *
  * Scenarios, one connection each: upload and download with 64 KiB and with 1 MiB writes, and
  * 100 concurrent streams uploading (64 KiB writes). Prints every round, a table of medians in

@@ -5,8 +5,8 @@
  * at a time into buffers msquic sends from, pwrite on the receiving side; bench/c_baseline.c),
  * in rounds that alternate which goes first. Each received file is checked against the source
  * by SHA-256 (outside the timing) and removed, and the page cache is flushed (`sync`) between
- * runs. For reference
- * each round also runs the C baseline's hashed memory-to-memory upload of the same size.
+ * runs. For reference each round also runs the C baseline's hashed memory-to-memory upload of
+ * the same size.
  *
  * Prints every round, the medians, and last `file STOQ/C ratio: <n>` (against the C
  * file-to-file rate).

@@ -1,12 +1,16 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import type { StoqFileOptions, StoqFileResult } from "../mod.ts";
 import {
   assertStoqError,
   nativeCounts,
+  type Pair,
   pair,
   randomBytes,
+  readAll,
   rejection,
   sha256,
+  writeAll,
 } from "./_helpers.ts";
 
 async function fileHash(path: string): Promise<string> {
@@ -22,6 +26,37 @@ async function tempFile(bytes?: Uint8Array): Promise<string> {
   return path;
 }
 
+/** Receives the peer's next unidirectional stream into `dst`. */
+async function receiveNext(
+  p: Pair,
+  dst: string,
+  options?: StoqFileOptions,
+): Promise<StoqFileResult> {
+  const { value: stream } = await p.peer.incomingUnidirectionalStreams
+    .getReader().read();
+  return await stream!.receiveToFile(dst, options);
+}
+
+/**
+ * A bidirectional stream the peer receives into `dst`: 1 MiB sent before `receiveToFile` is
+ * called, 1 MiB after. `receiving` is asserted by the caller.
+ */
+async function bidirectionalIntoFile(
+  p: Pair,
+  dst: string,
+  options?: StoqFileOptions,
+) {
+  const { writable } = await p.conn.createBidirectionalStream();
+  const w = writable.getWriter();
+  await w.write(randomBytes(1024 * 1024));
+  const { value: stream } = await p.peer.incomingBidirectionalStreams
+    .getReader().read();
+  const receiving = stream!.readable.receiveToFile(dst, options);
+  receiving.catch(() => {});
+  await w.write(randomBytes(1024 * 1024));
+  return { w, stream: stream!, receiving };
+}
+
 Deno.test("sendFile → receiveToFile moves 96 MiB byte-identical, reporting progress on both ends", async () => {
   await using p = await pair();
   const src = await tempFile(randomBytes(96 * 1024 * 1024 + 12345));
@@ -29,14 +64,10 @@ Deno.test("sendFile → receiveToFile moves 96 MiB byte-identical, reporting pro
   try {
     const sentProgress: number[] = [];
     const receivedProgress: number[] = [];
-    const received = (async () => {
-      const { value: stream } = await p.peer.incomingUnidirectionalStreams
-        .getReader().read();
-      return await stream!.receiveToFile(dst, {
-        onProgress: (n) => receivedProgress.push(n),
-        progressInterval: 8 * 1024 * 1024,
-      });
-    })();
+    const received = receiveNext(p, dst, {
+      onProgress: (n) => receivedProgress.push(n),
+      progressInterval: 8 * 1024 * 1024,
+    });
     const sent = await p.conn.sendFile(src, {
       onProgress: (n) => sentProgress.push(n),
     });
@@ -126,11 +157,7 @@ Deno.test("aborting sendFile resets the stream: both ends reject and every nativ
     {
       await using p = await pair();
       const controller = new AbortController();
-      const received = (async () => {
-        const { value: stream } = await p.peer.incomingUnidirectionalStreams
-          .getReader().read();
-        return await stream!.receiveToFile(dst);
-      })();
+      const received = receiveNext(p, dst);
       received.catch(() => {}); // asserted below, after the sender's rejection
       const sending = p.conn.sendFile(src, {
         signal: controller.signal,
@@ -179,16 +206,10 @@ Deno.test("aborting receiveToFile on a bidirectional stream rejects with ABORTED
   const dst = await Deno.realPath(await tempFile());
   try {
     await using p = await pair();
-    const { writable } = await p.conn.createBidirectionalStream();
-    const w = writable.getWriter();
-    await w.write(randomBytes(1024 * 1024));
-    const { value: stream } = await p.peer.incomingBidirectionalStreams
-      .getReader().read();
     const controller = new AbortController();
-    const receiving = stream!.readable.receiveToFile(dst, {
+    const { w, receiving } = await bidirectionalIntoFile(p, dst, {
       signal: controller.signal,
     });
-    await w.write(randomBytes(1024 * 1024));
     controller.abort(new Error("enough"));
     assertStoqError(await rejection(receiving), "ABORTED");
     // Settled by the abort itself (not by the stream's end at the idle timeout) and with the
@@ -214,12 +235,8 @@ Deno.test("a disk that fills up during receiveToFile fails it with FILE_ERROR (E
   try {
     {
       await using p = await pair();
-      const received = (async () => {
-        const { value: stream } = await p.peer.incomingUnidirectionalStreams
-          .getReader().read();
-        // Every write to /dev/full fails with ENOSPC, as on a full disk.
-        return await stream!.receiveToFile("/dev/full");
-      })();
+      // Every write to /dev/full fails with ENOSPC, as on a full disk.
+      const received = receiveNext(p, "/dev/full");
       received.catch(() => {}); // asserted below
       const sending = p.conn.sendFile(src);
       sending.catch(() => {});
@@ -228,14 +245,10 @@ Deno.test("a disk that fills up during receiveToFile fails it with FILE_ERROR (E
       assertStoqError(await rejection(sending), "PEER_STOPPED");
       // The connection still carries streams both ways.
       const s = await p.conn.createBidirectionalStream();
-      const w = s.writable.getWriter();
-      await w.write(new Uint8Array([1, 2, 3]));
-      await w.close();
+      await writeAll(s.writable, new Uint8Array([1, 2, 3]));
       const { value: back } = await p.peer.incomingBidirectionalStreams
         .getReader().read();
-      let n = 0;
-      for await (const chunk of back!.readable) n += chunk.byteLength;
-      assert.equal(n, 3);
+      assert.equal((await readAll(back!.readable)).byteLength, 3);
     }
     assert.equal((await nativeCounts()).fileTransfers, 0);
   } finally {
@@ -247,22 +260,13 @@ Deno.test("a peer that resets its side of a bidirectional stream fails receiveTo
   const dst = await Deno.realPath(await tempFile());
   try {
     await using p = await pair();
-    const { writable } = await p.conn.createBidirectionalStream();
-    const w = writable.getWriter();
-    await w.write(randomBytes(1024 * 1024));
-    const { value: stream } = await p.peer.incomingBidirectionalStreams
-      .getReader().read();
-    const receiving = stream!.readable.receiveToFile(dst);
-    receiving.catch(() => {}); // asserted below
-    await w.write(randomBytes(1024 * 1024));
+    const { w, stream, receiving } = await bidirectionalIntoFile(p, dst);
     await w.abort(9);
     // The receiver's own direction stays open: the stream does not end, the transfer does.
     const err = assertStoqError(await rejection(receiving), "PEER_RESET");
     assert.equal(err.appCode, 9n);
     assert.equal(openDescriptors(dst), 0);
-    const back = stream!.writable.getWriter();
-    await back.write(new Uint8Array([1]));
-    await back.close();
+    await writeAll(stream.writable, new Uint8Array([1]));
   } finally {
     await Deno.remove(dst);
   }
@@ -274,11 +278,7 @@ Deno.test("a file that shrinks while sendFile reads it fails the send with FILE_
   try {
     {
       await using p = await pair();
-      const received = (async () => {
-        const { value: stream } = await p.peer.incomingUnidirectionalStreams
-          .getReader().read();
-        return await stream!.receiveToFile(dst);
-      })();
+      const received = receiveNext(p, dst);
       received.catch(() => {}); // asserted below
       let truncated = false;
       const sending = p.conn.sendFile(src, {
@@ -308,11 +308,7 @@ Deno.test("a connection closed in the middle of a transfer fails both ends with 
   try {
     {
       await using p = await pair();
-      const received = (async () => {
-        const { value: stream } = await p.peer.incomingUnidirectionalStreams
-          .getReader().read();
-        return await stream!.receiveToFile(dst);
-      })();
+      const received = receiveNext(p, dst);
       received.catch(() => {}); // asserted below
       let closed = false;
       const sending = p.conn.sendFile(src, {
